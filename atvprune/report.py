@@ -897,3 +897,12 @@ def plot_atv_layers(
             fontsize="small",
         )
     _save_png(figure, path)
+
+
+def plot_placeholder(path: PathLike, message: str) -> None:
+    """A small figure stating why a plot is empty (e.g. no ATV run configured)."""
+    figure = _new_figure(4.0, 1.5)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.axis("off")
+    axes.text(0.5, 0.5, message, ha="center", va="center")
+    _save_png(figure, path)

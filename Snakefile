@@ -1,0 +1,40 @@
+# ATV-Pruning reproduction: dataset -> model -> calibration pool -> pruning per method and
+# sparsity -> evaluation per benchmark -> results/table1.csv + figures.
+# The embedded default (config/config.yaml) runs the whole DAG on a CPU mini world;
+# `--configfile config/paper.yaml` selects the paper's models and benchmarks.
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+
+
+wildcard_constraints:
+    model="[A-Za-z0-9_.-]+",
+    method="[a-z0-9_]+",
+    benchmark="[a-z0-9_]+",
+    pattern="[0-9.]+|[0-9]+-[0-9]+",
+    run="dense|[a-z0-9_]+_s([0-9.]+|[0-9]+-[0-9]+)",
+    pool="[a-z0-9_]+",
+
+
+localrules:
+    all,
+
+
+rule all:
+    input:
+        "results/table1.csv",
+        "results/table1.md",
+        "results/figures/accuracy_vs_sparsity.png",
+        "results/figures/atv_layers.png",
+
+
+include: "rules/data.smk"
+include: "rules/model.smk"
+include: "rules/calibration.smk"
+include: "rules/prune.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+include: "rules/dvc.smk"

@@ -1,0 +1,47 @@
+"""Semantic checks of a config beyond its JSON schema, run when the Snakefile is parsed so
+that a bad experiment definition fails before any job starts, with the offending key named."""
+
+from __future__ import annotations
+
+from atvprune.engine import SparsityPattern
+
+
+def check_config(config: dict) -> None:
+    from atvprune.benchmarks import BENCHMARKS
+    from atvprune.models import ADAPTERS
+    from atvprune.pruners import build_pruner
+
+    for name, spec in config["models"].items():
+        if spec["family"] not in ADAPTERS:
+            raise ValueError(
+                f"config models.{name}.family: unknown family {spec['family']!r}"
+            )
+        if spec["source"] == "train":
+            for key in ("architecture", "train"):
+                if key not in spec:
+                    raise ValueError(
+                        f"config models.{name}.{key} is required for source 'train'"
+                    )
+            if "world" not in config:
+                raise ValueError(
+                    f"config models.{name}: source 'train' needs a `world` section"
+                )
+        else:
+            for key in ("hf_id", "revision"):
+                if key not in spec:
+                    raise ValueError(
+                        f"config models.{name}.{key} is required for source 'hub'"
+                    )
+    for run, spec in config["methods"].items():
+        try:
+            build_pruner(spec)
+        except (KeyError, ValueError, TypeError) as error:
+            raise ValueError(f"config methods.{run}: {error}") from None
+    for pattern in config["sparsities"]:
+        try:
+            SparsityPattern.parse(pattern)
+        except ValueError as error:
+            raise ValueError(f"config sparsities: {error}") from None
+    for name in config["benchmarks"]:
+        if name not in BENCHMARKS:
+            raise ValueError(f"config benchmarks.{name}: unknown benchmark")

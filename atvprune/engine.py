@@ -1,0 +1,209 @@
+"""The one sequential layer-wise pruning loop every method plugs into (methods.md section 1).
+
+For each decoder layer i:
+1. optional pre-pass on the *dense* layer (ATV: visual drift; TAMP: last-token attention),
+2. one dense pass with forward hooks on the layer's Linear modules: each hook feeds the
+   method's statistic for that Linear (all Linears of a layer share this one dense pass),
+3. masks (and, for SparseGPT, updated weights) from the statistics,
+4. a pass of the *pruned* layer whose outputs become layer i+1's inputs, so errors propagate
+   exactly as in the reference code.
+
+Only one layer's statistics live at a time; the calibration hidden states are the other
+memory cost. Nothing here knows which method runs: see `atvprune.pruners`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from atvprune.models.base import CapturedSample, ModelAdapter
+
+
+@dataclass(frozen=True)
+class SparsityPattern:
+    """Unstructured `sparsity`, or N:M (prune N of every M consecutive inputs)."""
+
+    sparsity: float
+    prune_n: int = 0
+    prune_m: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> SparsityPattern:
+        """ "0.5" -> 50 % unstructured; "2:4" -> 2:4 semi-structured (50 %)."""
+        text = str(text).strip()
+        if ":" in text:
+            n_text, _, m_text = text.partition(":")
+            try:
+                n, m = int(n_text), int(m_text)
+            except ValueError:
+                raise ValueError(
+                    f"malformed N:M pattern {text!r}: expected e.g. '2:4'"
+                ) from None
+            if not 0 < n < m:
+                raise ValueError(f"malformed N:M pattern {text!r}: need 0 < N < M")
+            return cls(sparsity=n / m, prune_n=n, prune_m=m)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(
+                f"malformed sparsity {text!r}: expected a number or N:M"
+            ) from None
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"sparsity {value} is outside [0, 1)")
+        return cls(sparsity=value)
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.prune_n}:{self.prune_m}" if self.prune_n else f"{self.sparsity:g}"
+        )
+
+
+@dataclass
+class LayerContext:
+    """What a method may look at for one layer (all per-sample lists share indices)."""
+
+    index: int
+    layer: torch.nn.Module
+    inputs: list[torch.Tensor]  # (1, L, d) per sample: outputs of the pruned layers < i
+    image_masks: list[torch.Tensor]  # (L,) bool per sample
+    layer_kwargs: list[dict]
+    run_dense: Callable[[torch.Tensor, dict], torch.Tensor]  # runs the *dense* layer i
+    attention_scores: list[torch.Tensor] | None = None
+    record: dict = field(default_factory=dict)  # per-layer numbers for prune_stats.json
+
+
+def find_linears(layer: torch.nn.Module) -> dict[str, torch.nn.Linear]:
+    """Every nn.Linear (exact type) inside a decoder layer, in definition order."""
+    return {
+        name: module
+        for name, module in layer.named_modules()
+        if type(module) is torch.nn.Linear
+    }
+
+
+def mask_digest(mask: torch.Tensor) -> str:
+    """sha256 of a bool mask packed to bits (row-major), for provenance."""
+    packed = np.packbits(mask.cpu().numpy().reshape(-1))
+    return hashlib.sha256(packed.tobytes()).hexdigest()
+
+
+def prune_model(
+    model,
+    adapter: ModelAdapter,
+    samples: Sequence[CapturedSample],
+    pruner,
+    pattern: SparsityPattern,
+    progress: bool = True,
+) -> dict:
+    """Prune the language model's decoder Linears in place; return prune statistics."""
+    started = time.perf_counter()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    language_model = adapter.language_model(model)
+    use_cache = getattr(language_model.config, "use_cache", None)
+    language_model.config.use_cache = False
+    layers = adapter.decoder_layers(model)
+    inputs = [s.hidden for s in samples]
+    masks = [s.image_mask for s in samples]
+    kwargs = [s.layer_kwargs for s in samples]
+    if pruner.needs_calibration and not samples:
+        raise ValueError(f"method {pruner.name!r} needs calibration samples, got none")
+    records = []
+    mask_hashes = {}
+    bar = tqdm(
+        range(len(layers)),
+        desc=f"prune {pruner.name} {pattern.label}",
+        unit="layer",
+        disable=not progress,
+    )
+    with torch.no_grad():
+        for i in bar:
+            layer = layers[i]
+            linears = find_linears(layer)
+            ctx = LayerContext(
+                index=i,
+                layer=layer,
+                inputs=inputs,
+                image_masks=masks,
+                layer_kwargs=kwargs,
+                run_dense=lambda h, kw, layer=layer: adapter.run_layer(layer, h, kw),
+            )
+            pruner.start_layer(ctx)
+            statistics = {
+                name: pruner.new_statistic(name, lin) for name, lin in linears.items()
+            }
+            if pruner.needs_calibration:
+                _dense_statistics_pass(ctx, linears, statistics)
+            layer_record = {"layer": i, **ctx.record, "linears": {}}
+            pruned = total = 0
+            for name, linear in linears.items():
+                mask = pruner.prune(name, linear, statistics[name], pattern)
+                linear.weight.data[mask] = 0
+                n_zero = int((linear.weight.data == 0).sum())
+                pruned += n_zero
+                total += linear.weight.numel()
+                layer_record["linears"][name] = round(n_zero / linear.weight.numel(), 6)
+                mask_hashes[f"layer{i}.{name}"] = mask_digest(mask)
+            layer_record["sparsity"] = round(pruned / total, 6)
+            del statistics
+            if pruner.needs_calibration and i + 1 < len(layers):
+                inputs = [
+                    adapter.run_layer(layer, h, kw) for h, kw in zip(inputs, kwargs)
+                ]
+                _check_finite(inputs, i)
+            records.append(layer_record)
+    language_model.config.use_cache = use_cache
+    return {
+        "method": pruner.name,
+        "pattern": pattern.label,
+        "n_calibration_samples": len(samples),
+        "layers": records,
+        "overall_sparsity": _overall_sparsity(records, layers),
+        "mask_sha256": mask_hashes,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def _dense_statistics_pass(ctx: LayerContext, linears, statistics) -> None:
+    """Run the still-dense layer on every sample; hooks feed each Linear's statistic."""
+    current = {"sample": 0}
+    handles = []
+    for name, linear in linears.items():
+
+        def hook(module, args, output, name=name):
+            statistics[name].add(current["sample"], args[0][0], output[0])
+
+        handles.append(linear.register_forward_hook(hook))
+    try:
+        for j, (hidden, kw) in enumerate(zip(ctx.inputs, ctx.layer_kwargs)):
+            current["sample"] = j
+            ctx.run_dense(hidden, kw)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _check_finite(inputs: list[torch.Tensor], layer_index: int) -> None:
+    for j, hidden in enumerate(inputs):
+        if not torch.isfinite(hidden).all():
+            raise FloatingPointError(
+                f"non-finite activations after pruned decoder layer {layer_index} "
+                f"(calibration sample {j}); aborting instead of pruning on NaN/inf"
+            )
+
+
+def _overall_sparsity(records, layers) -> float:
+    zeros = total = 0
+    for layer in layers:
+        for linear in find_linears(layer).values():
+            zeros += int((linear.weight.data == 0).sum())
+            total += linear.weight.numel()
+    return round(zeros / total, 6) if total else 0.0

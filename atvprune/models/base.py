@@ -1,0 +1,124 @@
+"""The adapter interface shared by every model family."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+
+class StopForward(Exception):
+    """Raised by the layer-0 catcher once it has the first decoder layer's inputs."""
+
+
+@dataclass
+class CapturedSample:
+    """Inputs of decoder layer 0 for one calibration sample (batch 1, no padding)."""
+
+    hidden: torch.Tensor  # (1, L, d), model dtype
+    layer_kwargs: dict = field(
+        default_factory=dict
+    )  # attention mask, positions, rotary
+    image_mask: torch.Tensor | None = None  # (L,) bool, True = visual token
+
+
+class _LayerZeroCatcher(torch.nn.Module):
+    """Stands in for decoder layer 0: records its inputs, then stops the forward pass."""
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.layer = layer
+        self.hidden: torch.Tensor | None = None
+        self.kwargs: dict = {}
+
+    def forward(self, hidden_states, *args, **kwargs):
+        self.hidden = hidden_states.detach()
+        self.kwargs = {k: v for k, v in kwargs.items() if k in _KEPT_KWARGS}
+        raise StopForward
+
+
+# The keyword arguments a decoder layer needs to be re-run on cached inputs.
+_KEPT_KWARGS = (
+    "attention_mask",
+    "position_ids",
+    "cache_position",
+    "position_embeddings",
+)
+
+
+class ModelAdapter:
+    """Base class; subclasses fill in the family-specific parts."""
+
+    family = "base"
+    # lmms-eval's llava wrapper never applies `until`; the Qwen wrappers do.
+    applies_until = False
+
+    def model_class(self):
+        raise NotImplementedError
+
+    def load(self, path, dtype: str = "float32"):
+        """(model, processor) from a `save_pretrained` directory, in eval mode."""
+        from transformers import AutoProcessor
+
+        model = self.model_class().from_pretrained(
+            path, torch_dtype=getattr(torch, dtype)
+        )
+        model.eval()
+        return model, AutoProcessor.from_pretrained(path)
+
+    def decoder_layers(self, model) -> torch.nn.ModuleList:
+        raise NotImplementedError
+
+    def language_model(self, model) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def image_token_mask(self, model, inputs: dict) -> torch.Tensor:
+        """(L,) bool for a batch-1 processor output: True where a visual token sits."""
+        raise NotImplementedError
+
+    def chat_text(
+        self, processor, turns: Sequence[tuple[str, str]], generation: bool
+    ) -> str:
+        """Render (role, text) turns with the model's chat template, image in turn 1."""
+        messages = []
+        for i, (role, text) in enumerate(turns):
+            content = [{"type": "text", "text": text}]
+            if i == 0:
+                content.insert(0, {"type": "image"})
+            messages.append({"role": role, "content": content})
+        return processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation
+        )
+
+    def encode(self, processor, image: Image.Image, text: str) -> dict:
+        return processor(images=[image], text=[text], return_tensors="pt")
+
+    def capture_layer_inputs(self, model, inputs: dict) -> CapturedSample:
+        """Run the full multimodal forward up to decoder layer 0 and keep its inputs."""
+        layers = self.decoder_layers(model)
+        catcher = _LayerZeroCatcher(layers[0])
+        layers[0] = catcher
+        try:
+            with torch.no_grad():
+                model(**inputs, use_cache=False)
+        except StopForward:
+            pass
+        finally:
+            layers[0] = catcher.layer
+        if catcher.hidden is None:
+            raise RuntimeError(
+                "decoder layer 0 was never reached during calibration capture"
+            )
+        return CapturedSample(
+            hidden=catcher.hidden,
+            layer_kwargs=catcher.kwargs,
+            image_mask=self.image_token_mask(model, inputs),
+        )
+
+    def run_layer(
+        self, layer, hidden: torch.Tensor, layer_kwargs: dict
+    ) -> torch.Tensor:
+        out = layer(hidden, use_cache=False, **layer_kwargs)
+        return out[0] if isinstance(out, tuple) else out

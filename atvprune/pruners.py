@@ -1,0 +1,260 @@
+"""Method plug-ins for the engine: which statistic each Linear accumulates, and how it
+becomes a mask. The tensor math itself lives in `atvprune.methods` (pure functions).
+
+Registry keys are the values allowed for `methods.<run>.method` in config/schema.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from atvprune import methods
+from atvprune.engine import LayerContext, SparsityPattern
+
+
+class Pruner:
+    """Base plug-in. `add(sample, x_in, y_out)` is called by the engine's dense pass."""
+
+    name = "base"
+    needs_calibration = True
+
+    def start_layer(self, ctx: LayerContext) -> None:
+        self.ctx = ctx
+
+    def new_statistic(self, name: str, linear: torch.nn.Linear):
+        return None
+
+    def prune(self, name, linear, statistic, pattern: SparsityPattern) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class MagnitudePruner(Pruner):
+    """|W|, per layer-matrix (locuslab/wanda rule) or per output row."""
+
+    name = "magnitude"
+    needs_calibration = False
+
+    def __init__(self, per_row: bool = False):
+        self.per_row = per_row
+
+    def prune(self, name, linear, statistic, pattern):
+        return methods.magnitude_mask(
+            linear.weight.data,
+            pattern.sparsity,
+            pattern.prune_n,
+            pattern.prune_m,
+            per_row=self.per_row,
+        )
+
+
+class _ScalerStatistic:
+    """Wanda's running mean of squared input norms, fed with chosen tokens per sample."""
+
+    def __init__(self, in_features: int, choose_tokens, unit_per_token: bool = False):
+        self.scaler = methods.RunningScaler(in_features)
+        self.choose_tokens = choose_tokens
+        self.unit_per_token = unit_per_token
+
+    def add(self, sample: int, x_in: torch.Tensor, y_out: torch.Tensor) -> None:
+        tokens = self.choose_tokens(sample, x_in, y_out)
+        unit = tokens.shape[0] if self.unit_per_token else 1
+        if unit == 0:
+            return
+        self.scaler.add(tokens, unit=unit)
+
+
+class WandaPruner(Pruner):
+    """|W| * ||X_j||_2 with all calibration tokens, per-row (or N:M) masks."""
+
+    name = "wanda"
+
+    def new_statistic(self, name, linear):
+        return _ScalerStatistic(linear.in_features, lambda j, x, y: x)
+
+    def prune(self, name, linear, statistic, pattern):
+        return methods.wanda_mask(
+            linear.weight.data,
+            statistic.scaler.value,
+            pattern.sparsity,
+            pattern.prune_n,
+            pattern.prune_m,
+        )
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """Which visual tokens join the text tokens in ATV's statistic (methods.md 6, 6.1).
+
+    kind: "adaptive" (ATV: top-k drift, k from the layer's mean drift and alpha),
+    "drift_fixed" (top-k drift, k = round(ratio * n_text)), "random_fixed" (k random visual
+    tokens, same k), "text_only", "visual_only" (visual tokens only, no text).
+    """
+
+    kind: str = "adaptive"
+    alpha: float = 1.0
+    ratio: float = 0.10
+    drift_dtype: str = "model"  # "model" (official code) or "float32" (determinism)
+
+    KINDS = ("adaptive", "drift_fixed", "random_fixed", "text_only", "visual_only")
+
+
+class AtvPruner(WandaPruner):
+    """ATV-Pruning: Wanda's score, statistic from all text + selected visual tokens."""
+
+    name = "atv"
+
+    def __init__(self, policy: TokenPolicy | None = None, seed: int = 0):
+        self.policy = policy or TokenPolicy()
+        if self.policy.kind not in TokenPolicy.KINDS:
+            raise ValueError(
+                f"unknown ATV token policy {self.policy.kind!r}; choose from {TokenPolicy.KINDS}"
+            )
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def start_layer(self, ctx: LayerContext) -> None:
+        super().start_layer(ctx)
+        policy = self.policy
+        n_text = [int((~m).sum()) for m in ctx.image_masks]
+        n_img = [int(m.sum()) for m in ctx.image_masks]
+        self.indices: list[torch.Tensor] | None = None
+        if policy.kind in ("text_only", "visual_only"):
+            if policy.kind == "text_only":
+                self.indices = [torch.zeros(0, dtype=torch.long) for _ in n_img]
+            self._record_budget([0 if policy.kind == "text_only" else n for n in n_img])
+            return
+        if policy.kind == "random_fixed":
+            ks = [
+                methods.fixed_ratio_budget(t, v, policy.ratio)
+                for t, v in zip(n_text, n_img)
+            ]
+            self.indices = [
+                methods.random_visual_indices(v, k, self.generator)
+                for v, k in zip(n_img, ks)
+            ]
+            self._record_budget(ks)
+            return
+        drifts = self._dense_drifts(ctx)
+        if policy.kind == "adaptive":
+            mean, ks, self.indices = methods.atv_select_from_drifts(
+                drifts, n_text, policy.alpha
+            )
+        else:
+            all_drift = torch.cat(drifts) if drifts else torch.zeros(0)
+            mean = float(all_drift.mean().item()) if all_drift.numel() else 0.0
+            ks = [
+                methods.fixed_ratio_budget(t, v, policy.ratio)
+                for t, v in zip(n_text, n_img)
+            ]
+            self.indices = [methods.top_drift_indices(d, k) for d, k in zip(drifts, ks)]
+        ctx.record["mean_drift"] = round(mean, 6)
+        self._record_budget(ks)
+
+    def _record_budget(self, ks: list[int]) -> None:
+        self.ctx.record["k"] = list(ks)
+        self.ctx.record["k_mean"] = round(sum(ks) / len(ks), 4) if ks else 0.0
+
+    def _dense_drifts(self, ctx: LayerContext) -> list[torch.Tensor]:
+        """1 - cos(layer input, dense layer output) for every visual token of every sample."""
+        drifts = []
+        for hidden, kw, mask in zip(ctx.inputs, ctx.layer_kwargs, ctx.image_masks):
+            out = ctx.run_dense(hidden, kw)
+            x_in, x_out = hidden[0][mask], out[0][mask]
+            if self.policy.drift_dtype == "float32":
+                x_in, x_out = x_in.float(), x_out.float()
+            drifts.append(methods.visual_drift(x_in, x_out).float())
+        return drifts
+
+    def new_statistic(self, name, linear):
+        masks = self.ctx.image_masks
+        if self.policy.kind == "visual_only":
+            return _ScalerStatistic(
+                linear.in_features,
+                lambda j, x, y: methods.visual_only_tokens(x, masks[j]),
+            )
+        return _ScalerStatistic(
+            linear.in_features,
+            lambda j, x, y: methods.calibration_tokens(x, masks[j], self.indices[j]),
+        )
+
+
+class SparseGptPruner(Pruner):
+    """OBS reconstruction with the running Hessian 2/N sum X^T X (IST-DASLab algorithm)."""
+
+    name = "sparsegpt"
+
+    def __init__(self, blocksize: int = 128, percdamp: float = 0.01):
+        self.blocksize = blocksize
+        self.percdamp = percdamp
+
+    def new_statistic(self, name, linear):
+        return _HessianStatistic(linear.in_features)
+
+    def prune(self, name, linear, statistic, pattern):
+        new_weight, mask = methods.sparsegpt_prune(
+            linear.weight.data,
+            statistic.hessian.value,
+            pattern.sparsity,
+            pattern.prune_n,
+            pattern.prune_m,
+            blocksize=self.blocksize,
+            percdamp=self.percdamp,
+        )
+        linear.weight.data.copy_(new_weight)
+        return mask
+
+
+class _HessianStatistic:
+    def __init__(self, in_features: int):
+        self.hessian = methods.RunningHessian(in_features)
+
+    def add(self, sample, x_in, y_out):
+        self.hessian.add(x_in)
+
+
+def build_pruner(spec: dict, seed: int = 0) -> Pruner:
+    """A pruner from one `methods.<run>` config entry: {"method": key, **params}."""
+    spec = dict(spec)
+    key = spec.pop("method", None)
+    if key not in PRUNERS:
+        raise KeyError(f"unknown method {key!r}; known methods: {', '.join(PRUNERS)}")
+    return PRUNERS[key](spec, seed)
+
+
+def _atv(policy_kind: str):
+    def make(params: dict, seed: int) -> Pruner:
+        allowed = {"alpha", "ratio", "drift_dtype"}
+        unknown = set(params) - allowed
+        if unknown:
+            raise KeyError(
+                f"unknown ATV parameter(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
+        pruner = AtvPruner(TokenPolicy(kind=policy_kind, **params), seed=seed)
+        return pruner
+
+    return make
+
+
+def _no_params(cls, **fixed):
+    def make(params: dict, seed: int) -> Pruner:
+        if params:
+            raise KeyError(
+                f"method {cls.name!r} takes no parameters, got {sorted(params)}"
+            )
+        return cls(**fixed)
+
+    return make
+
+
+PRUNERS = {
+    "magnitude": _no_params(MagnitudePruner),
+    "magnitude_row": _no_params(MagnitudePruner, per_row=True),
+    "wanda": _no_params(WandaPruner),
+    "sparsegpt": lambda params, seed: SparseGptPruner(**params),
+    "atv": _atv("adaptive"),
+    "atv_drift_fixed": _atv("drift_fixed"),
+    "atv_random_fixed": _atv("random_fixed"),
+    "atv_text_only": _atv("text_only"),
+    "atv_visual_only": _atv("visual_only"),
+}

@@ -1,0 +1,199 @@
+"""Instruction-tune the mini world's tiny LLaVA (CPU, a few minutes).
+
+Each training example is one image plus a conversation (user turns, assistant turns). It is
+rendered with the processor's chat template, so training sees exactly the prompt format that
+calibration and evaluation use. The loss covers assistant tokens only (answer + ``</s>``), as
+in LLaVA's instruction tuning.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class Example:
+    """One image and a conversation of (role, text) turns, role in {"user", "assistant"}."""
+
+    image: Image.Image
+    turns: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int
+    min_lr_ratio: float
+    weight_decay: float
+    grad_clip: float
+    seed: int
+    # The vision tower and projector start from random weights (no CLIP pre-training
+    # here), so they get a larger step than the decoder to learn to see in minutes.
+    vision_lr_scale: float = 1.0
+
+
+def chat_messages(turns: Sequence[tuple[str, str]]) -> list[dict]:
+    """Turns -> chat-template messages; the image is attached to the first user turn."""
+    messages = []
+    for i, (role, text) in enumerate(turns):
+        content = [{"type": "text", "text": text}]
+        if i == 0:
+            if role != "user":
+                raise ValueError(
+                    f"a conversation must start with a user turn, got {role!r}"
+                )
+            content.insert(0, {"type": "image"})
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def encode_example(processor, example: Example) -> tuple[list[int], list[int]]:
+    """Token ids (image placeholder expanded) and labels masking everything but answers.
+
+    The chat template is rendered turn by turn; since the word-level tokenizer is prefix
+    stable, the tokens added by an assistant turn are exactly the new suffix.
+    """
+    ids: list[int] = []
+    labels: list[int] = []
+    n_image = num_image_tokens(processor)
+    for upto in range(1, len(example.turns) + 1):
+        text = processor.apply_chat_template(
+            chat_messages(example.turns[:upto]), tokenize=False
+        )
+        text = _expand_image(processor, text, n_image)
+        full = processor.tokenizer(text, add_special_tokens=True)["input_ids"]
+        if full[: len(ids)] != ids:
+            raise ValueError("chat template is not prefix-stable for this tokenizer")
+        is_answer = example.turns[upto - 1][0] == "assistant"
+        new = full[len(ids) :]
+        ids.extend(new)
+        labels.extend(new if is_answer else [IGNORE_INDEX] * len(new))
+    return ids, labels
+
+
+def _expand_image(processor, text: str, n_image: int) -> str:
+    return text.replace(processor.image_token, processor.image_token * n_image)
+
+
+def num_image_tokens(processor) -> int:
+    """Image placeholder count, computed as LlavaProcessor does when given an image."""
+    size = processor.image_processor.crop_size["height"]
+    n = (size // processor.patch_size) ** 2 + processor.num_additional_image_tokens
+    return n - 1 if processor.vision_feature_select_strategy == "default" else n
+
+
+def pixel_batch(processor, images: Sequence[Image.Image]) -> torch.Tensor:
+    return processor.image_processor(list(images), return_tensors="pt")["pixel_values"]
+
+
+def lr_at(step: int, settings: TrainSettings) -> float:
+    """Linear warm-up, then cosine decay to `min_lr_ratio` of the peak."""
+    peak = settings.learning_rate
+    if step < settings.warmup_steps:
+        return peak * (step + 1) / settings.warmup_steps
+    progress = (step - settings.warmup_steps) / max(
+        1, settings.steps - settings.warmup_steps
+    )
+    floor = peak * settings.min_lr_ratio
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train(
+    model,
+    processor,
+    examples: Sequence[Example],
+    settings: TrainSettings,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Train in place; returns the loss curve (one record per logged step)."""
+    torch.manual_seed(settings.seed)
+    encoded = [encode_example(processor, ex) for ex in examples]
+    pixels = torch.cat(
+        [
+            pixel_batch(processor, [ex.image for ex in examples[i : i + 512]])
+            for i in range(0, len(examples), 512)
+        ]
+    )
+    pad_id = processor.tokenizer.pad_token_id
+    generator = torch.Generator().manual_seed(settings.seed)
+    vision = [p for n, p in model.named_parameters() if _is_vision(n)]
+    text = [p for n, p in model.named_parameters() if not _is_vision(n)]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": text, "lr_scale": 1.0},
+            {"params": vision, "lr_scale": settings.vision_lr_scale},
+        ],
+        lr=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        betas=(0.9, 0.98),
+    )
+    model.train()
+    order = torch.randperm(len(encoded), generator=generator)
+    cursor = 0
+    curve = []
+    started = time.perf_counter()
+    running = None
+    progress = tqdm(range(settings.steps), desc="train", unit="step", mininterval=5)
+    for step in progress:
+        if cursor + settings.batch_size > len(order):
+            order = torch.randperm(len(encoded), generator=generator)
+            cursor = 0
+        index = order[cursor : cursor + settings.batch_size].tolist()
+        cursor += settings.batch_size
+        input_ids, labels, attention = _collate([encoded[i] for i in index], pad_id)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, settings) * group["lr_scale"]
+        loss = model(
+            input_ids=input_ids,
+            attention_mask=attention,
+            pixel_values=pixels[index],
+            labels=labels,
+        ).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        optimizer.step()
+        value = loss.item()
+        running = value if running is None else 0.95 * running + 0.05 * value
+        if step % 25 == 0 or step == settings.steps - 1:
+            progress.set_postfix(loss=f"{running:.3f}")
+            curve.append(
+                {
+                    "step": step,
+                    "loss": round(value, 6),
+                    "smoothed_loss": round(running, 6),
+                    "lr": lr_at(step, settings),
+                    "elapsed_s": round(time.perf_counter() - started, 3),
+                }
+            )
+    model.eval()
+    log(f"trained {settings.steps} steps in {time.perf_counter() - started:.1f}s")
+    return curve
+
+
+def _is_vision(name: str) -> bool:
+    return "vision_tower" in name or "multi_modal_projector" in name
+
+
+def _collate(batch, pad_id: int):
+    """Right-pad ids/labels of one batch; attention mask marks real tokens."""
+    length = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), length), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(batch), length), dtype=torch.long)
+    for row, (ids, labs) in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(labs)] = torch.tensor(labs)
+        attention[row, : len(ids)] = 1
+    return input_ids, labels, attention

@@ -1,0 +1,122 @@
+# Helper functions (no rules): config validation, target lists and input functions.
+
+import os
+import sys
+
+from snakemake.utils import validate
+
+# Shell rules (dvc) must find the tools of the interpreter running Snakemake (the project
+# venv) even when the venv is not activated.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+
+validate(config, "../config/schema.yaml")
+
+from atvprune.config_checks import check_config  # noqa: E402
+
+check_config(config)
+
+EMBEDDED = config["profile"] in ("embedded", "smoke")
+# The mini world's jobs are single-threaded CPU jobs; the paper's jobs each own one GPU.
+GPU_PER_JOB = 0 if EMBEDDED else 1
+JOB_THREADS = 1 if EMBEDDED else 8
+
+
+def pattern_tag(pattern):
+    """Sparsity pattern as it appears in paths: "0.5" stays, "2:4" becomes "2-4"."""
+    return pattern.replace(":", "-")
+
+
+def pattern_from_tag(tag):
+    return tag.replace("-", ":")
+
+
+MODELS = list(config["models"])
+TRAINED_MODELS = [m for m in MODELS if config["models"][m]["source"] == "train"]
+HUB_MODELS = [m for m in MODELS if config["models"][m]["source"] == "hub"]
+METHODS = list(config["methods"])
+PATTERNS = [pattern_tag(p) for p in config["sparsities"]]
+BENCHMARKS = list(config["benchmarks"])
+POOL = config["calibration"]["pool"]
+RUNS = ["dense"] + [f"{m}_s{p}" for m in METHODS for p in PATTERNS]
+
+
+def one_of(names):
+    """Regex matching exactly these names (never matches when the list is empty)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def checkpoints():
+    return [f"results/ckpt/{m}/{r}" for m in MODELS for r in RUNS if r != "dense"]
+
+
+def eval_dirs():
+    return [f"results/eval/{m}/{r}" for m in MODELS for r in RUNS]
+
+
+def eval_metrics():
+    return [f"results/eval/{m}/{r}/{b}.json" for m in MODELS for r in RUNS for b in BENCHMARKS]
+
+
+def prune_stats():
+    return [f"{c}/prune_stats.json" for c in checkpoints()]
+
+
+def dvc_tracked():
+    """The .dvc files the DAG writes; the table waits for them when dvc.track is on."""
+    if not config.get("dvc", {}).get("track", False):
+        return []
+    data = ["data/world.dvc"] if EMBEDDED else []
+    models = [f"data/models/{m}.dvc" for m in MODELS]
+    pools = [f"data/calib/{m}/{POOL}.dvc" for m in MODELS]
+    ckpts = [f"{c}.dvc" for c in checkpoints()]
+    evals = [f"{d}.dvc" for d in eval_dirs()]
+    return data + models + pools + ckpts + evals
+
+
+def model_dir(wildcards):
+    return f"data/models/{wildcards.model}"
+
+
+def checkpoint_dir(wildcards):
+    """The dense model evaluates itself; every other run evaluates its pruned checkpoint."""
+    if wildcards.run == "dense":
+        return f"data/models/{wildcards.model}"
+    return f"results/ckpt/{wildcards.model}/{wildcards.run}"
+
+
+def benchmark_data(wildcards):
+    source = config["benchmarks"][wildcards.benchmark]
+    return ["data/world"] if EMBEDDED and "local_path" in source else []
+
+
+def calibration_source(wildcards):
+    return ["data/world"] if EMBEDDED else [f"data/raw/{POOL}"]
+
+
+def method_module(run_method):
+    """The module holding a method's tensor math (an input of its prune jobs)."""
+    key = config["methods"][run_method]["method"]
+    stem = "atv" if key.startswith("atv") else key.removesuffix("_row")
+    return f"atvprune/methods/{stem}.py"
+
+
+def run_spec(run):
+    """What an evaluated run is: dense, or (method entry, pattern)."""
+    if run == "dense":
+        return {"method": "dense", "pattern": "dense"}
+    method, _, tag = run.rpartition("_s")
+    return {"method": method, "pattern": pattern_from_tag(tag)}
+
+
+def atv_prune_stats():
+    atv = [m for m, spec in config["methods"].items() if spec["method"] == "atv"]
+    return [f"results/ckpt/{m}/{a}_s{p}/prune_stats.json" for m in MODELS for a in atv for p in PATTERNS]
+
+
+def dvc_inputs(wildcards):
+    """An eval directory is tracked once all its benchmark files exist."""
+    if wildcards.artefact.startswith("results/eval/"):
+        return [f"{wildcards.artefact}/{b}.{ext}" for b in BENCHMARKS for ext in ("json", "jsonl")]
+    return [wildcards.artefact]

@@ -1,0 +1,183 @@
+"""The sequential layer-wise engine against a plain port of the reference loop."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from atvprune import methods
+from atvprune.calibration import capture
+from atvprune.engine import SparsityPattern, find_linears, prune_model
+from atvprune.pruners import build_pruner
+
+LINEAR_NAMES = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+]
+
+
+def reference_loop(model, adapter, samples, sparsity, token_rule):
+    """methods.md 1.3 written out plainly: separate dense drift pass, dense hook pass
+    storing every Linear input, masks, then a pruned pass feeding the next layer."""
+    layers = adapter.decoder_layers(model)
+    inputs = [s.hidden for s in samples]
+    masks = [s.image_mask for s in samples]
+    kwargs = [s.layer_kwargs for s in samples]
+    all_masks = {}
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            dense_out = [adapter.run_layer(layer, h, kw) for h, kw in zip(inputs, kwargs)]
+            chosen = token_rule(inputs, dense_out, masks)
+            seen: dict[str, list[torch.Tensor]] = {n: [] for n in LINEAR_NAMES}
+            handles = [
+                module.register_forward_hook(
+                    lambda m, a, o, n=name: seen[n].append(a[0][0].clone())
+                )
+                for name, module in find_linears(layer).items()
+            ]
+            for h, kw in zip(inputs, kwargs):
+                adapter.run_layer(layer, h, kw)
+            for handle in handles:
+                handle.remove()
+            for name, linear in find_linears(layer).items():
+                tokens = [chosen(j, x) for j, x in enumerate(seen[name])]
+                scaler = methods.scaler_row(tokens)
+                mask = methods.wanda_mask(linear.weight.data, scaler, sparsity)
+                linear.weight.data[mask] = 0
+                all_masks[f"layer{i}.{name}"] = mask
+            inputs = [adapter.run_layer(layer, h, kw) for h, kw in zip(inputs, kwargs)]
+    return all_masks
+
+
+def all_tokens(inputs, outputs, masks):
+    return lambda j, x: x
+
+
+def atv_tokens(alpha):
+    def rule(inputs, outputs, masks):
+        x_in = [h[0] for h in inputs]
+        x_out = [o[0] for o in outputs]
+        _, _, index = methods.atv_select(x_in, x_out, masks, alpha)
+        return lambda j, x: methods.calibration_tokens(x, masks[j], index[j])
+
+    return rule
+
+
+def engine_masks(model, adapter, pool, spec, pattern="0.5"):
+    samples = capture(model, adapter, pool)
+    pruner = build_pruner(spec)
+    stats = prune_model(model, adapter, samples, pruner, SparsityPattern.parse(pattern),
+                        progress=False)
+    masks = {
+        f"layer{i}.{name}": lin.weight.data == 0
+        for i, layer in enumerate(adapter.decoder_layers(model))
+        for name, lin in find_linears(layer).items()
+    }
+    return stats, masks
+
+
+@pytest.mark.parametrize(
+    ("spec", "rule"),
+    [({"method": "wanda"}, all_tokens), ({"method": "atv", "alpha": 1.0}, atv_tokens(1.0))],
+)
+def test_engine_matches_reference_loop(fresh_model, tiny_pool, spec, rule):
+    model, _, adapter = fresh_model
+    reference_model = copy.deepcopy(model)
+    stats, masks = engine_masks(model, adapter, tiny_pool, spec)
+    samples = capture(reference_model, adapter, tiny_pool)
+    expected = reference_loop(reference_model, adapter, samples, 0.5, rule)
+    assert set(masks) == set(expected)
+    for key in expected:
+        assert torch.equal(masks[key], expected[key]), key
+    assert stats["overall_sparsity"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_every_decoder_linear_pruned_and_nothing_else(fresh_model, tiny_pool):
+    model, _, adapter = fresh_model
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    stats, _ = engine_masks(model, adapter, tiny_pool, {"method": "wanda"}, "0.5")
+    for name, param in model.named_parameters():
+        is_target = "language_model.layers." in name and name.endswith("_proj.weight")
+        if is_target:
+            row_zeros = (param == 0).sum(dim=1)
+            assert torch.all(row_zeros == int(param.shape[1] * 0.5)), name
+        else:
+            assert torch.equal(param, before[name]), f"{name} must not be pruned"
+    assert len(stats["mask_sha256"]) == 7 * len(adapter.decoder_layers(model))
+    assert all(len(record["linears"]) == 7 for record in stats["layers"])
+
+
+def test_atv_alpha_zero_equals_text_only(tiny_llava, tiny_pool):
+    model, _, adapter = tiny_llava
+    _, alpha0 = engine_masks(copy.deepcopy(model), adapter, tiny_pool,
+                             {"method": "atv", "alpha": 0.0})
+    _, text = engine_masks(copy.deepcopy(model), adapter, tiny_pool,
+                           {"method": "atv_text_only"})
+    assert all(torch.equal(alpha0[k], text[k]) for k in alpha0)
+
+
+def test_atv_records_drift_and_budget(fresh_model, tiny_pool):
+    model, _, adapter = fresh_model
+    stats, _ = engine_masks(model, adapter, tiny_pool, {"method": "atv", "alpha": 1.0})
+    n_img = [int(s["image_mask"].sum()) for s in tiny_pool]
+    for record in stats["layers"]:
+        assert record["mean_drift"] > 0
+        assert len(record["k"]) == len(tiny_pool)
+        assert all(0 <= k <= cap for k, cap in zip(record["k"], n_img))
+
+
+def test_magnitude_needs_no_calibration_and_matches_function(fresh_model):
+    model, _, adapter = fresh_model
+    expected = {
+        f"layer{i}.{n}": methods.magnitude_mask(lin.weight.data.clone(), 0.6)
+        for i, layer in enumerate(adapter.decoder_layers(model))
+        for n, lin in find_linears(layer).items()
+    }
+    pruner = build_pruner({"method": "magnitude"})
+    prune_model(model, adapter, [], pruner, SparsityPattern.parse("0.6"), progress=False)
+    for i, layer in enumerate(adapter.decoder_layers(model)):
+        for n, lin in find_linears(layer).items():
+            assert torch.equal(lin.weight.data == 0, expected[f"layer{i}.{n}"])
+
+
+def test_nm_pattern_prunes_two_of_every_four(fresh_model, tiny_pool):
+    model, _, adapter = fresh_model
+    engine_masks(model, adapter, tiny_pool, {"method": "atv"}, "2:4")
+    for layer in adapter.decoder_layers(model):
+        for lin in find_linears(layer).values():
+            groups = (lin.weight.data == 0).reshape(lin.weight.shape[0], -1, 4).sum(-1)
+            assert torch.all(groups == 2)
+
+
+def test_non_finite_activations_abort_naming_the_layer(fresh_model, tiny_pool):
+    model, _, adapter = fresh_model
+    samples = capture(model, adapter, tiny_pool)
+    layer0 = adapter.decoder_layers(model)[0]
+    layer0.mlp.down_proj.bias = torch.nn.Parameter(
+        torch.full((layer0.mlp.down_proj.out_features,), float("nan"))
+    )
+    with pytest.raises(FloatingPointError, match="decoder layer 0"):
+        prune_model(model, adapter, samples, build_pruner({"method": "wanda"}),
+                    SparsityPattern.parse("0.5"), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("1.0", "outside"), ("-0.1", "outside"), ("abc", "malformed"), ("4:2", "N < M"),
+     ("2:x", "malformed")],
+)
+def test_bad_patterns_are_named(text, message):
+    with pytest.raises(ValueError, match=message):
+        SparsityPattern.parse(text)
+
+
+def test_unknown_method_is_named():
+    with pytest.raises(KeyError, match="no_such_method"):
+        build_pruner({"method": "no_such_method"})
