@@ -4,7 +4,11 @@
 # `--configfile config/paper.yaml` selects the paper's models and benchmarks.
 
 
-configfile: "config/config.yaml"
+# `--configfile X` replaces the embedded default instead of being merged into it, so a
+# smaller config (config/smoke.yaml) never inherits methods or benchmarks it did not list.
+if not config:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"

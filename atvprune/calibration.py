@@ -1,10 +1,11 @@
 """Calibration pool: sample selection and formatting into per-sample model inputs.
 
-The paper draws 128 ShareGPT4V conversations with `np.random.choice(range(start, end), 128,
-replace=False)` under a fixed global numpy seed; `select_indices` reproduces that draw with a
-seeded `RandomState` (same stream as `np.random.seed(seed)`). Each selected conversation is
-rendered whole (all turns) with the model's chat template, batch 1, no padding, and stored with
-its image-token mask so that every method prunes from exactly the same tensors.
+The paper draws 128 ShareGPT4V conversations with
+`np.random.choice(range(start, end), 128, replace=False)` under a fixed global numpy
+seed; `select_indices` reproduces that draw with a seeded `RandomState` (same stream as
+`np.random.seed(seed)`). Each selected conversation is rendered whole (all turns) with
+the model's chat template, batch 1, no padding, and stored with its image-token mask so
+that every method prunes from exactly the same tensors.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def select_indices(n_rows: int, n_samples: int, seed: int) -> list[int]:
     """The paper's random draw of `n_samples` distinct rows out of `n_rows`."""
     if n_samples > n_rows:
         raise ValueError(
-            f"calibration pool has {n_rows} conversations but {n_samples} were asked for"
+            f"calibration pool has {n_rows} conversations "
+            f"but {n_samples} were asked for"
         )
     return [
         int(i)

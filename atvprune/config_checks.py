@@ -1,5 +1,7 @@
-"""Semantic checks of a config beyond its JSON schema, run when the Snakefile is parsed so
-that a bad experiment definition fails before any job starts, with the offending key named."""
+"""Semantic checks of a config beyond its JSON schema.
+
+They run when the Snakefile is parsed, so a bad experiment definition fails before any
+job starts, with the offending key named."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
-"""The one sequential layer-wise pruning loop every method plugs into (methods.md section 1).
+"""The one sequential layer-wise pruning loop every method plugs into (methods.md 1).
 
 For each decoder layer i:
-1. optional pre-pass on the *dense* layer (ATV: visual drift; TAMP: last-token attention),
-2. one dense pass with forward hooks on the layer's Linear modules: each hook feeds the
-   method's statistic for that Linear (all Linears of a layer share this one dense pass),
+1. optional pre-pass on the *dense* layer (ATV: visual drift; TAMP: attention),
+2. one dense pass with forward hooks on the layer's Linear modules: each hook feeds
+   the method's statistic for that Linear (all Linears of a layer share this pass),
 3. masks (and, for SparseGPT, updated weights) from the statistics,
-4. a pass of the *pruned* layer whose outputs become layer i+1's inputs, so errors propagate
-   exactly as in the reference code.
+4. a pass of the *pruned* layer whose outputs become layer i+1's inputs, so errors
+   propagate exactly as in the reference code.
 
 Only one layer's statistics live at a time; the calibration hidden states are the other
 memory cost. Nothing here knows which method runs: see `atvprune.pruners`.
@@ -156,7 +156,8 @@ def prune_model(
             del statistics
             if pruner.needs_calibration and i + 1 < len(layers):
                 inputs = [
-                    adapter.run_layer(layer, h, kw) for h, kw in zip(inputs, kwargs)
+                    adapter.run_layer(layer, h, kw)
+                    for h, kw in zip(inputs, kwargs, strict=True)
                 ]
                 _check_finite(inputs, i)
             records.append(layer_record)
@@ -183,7 +184,9 @@ def _dense_statistics_pass(ctx: LayerContext, linears, statistics) -> None:
 
         handles.append(linear.register_forward_hook(hook))
     try:
-        for j, (hidden, kw) in enumerate(zip(ctx.inputs, ctx.layer_kwargs)):
+        for j, (hidden, kw) in enumerate(
+            zip(ctx.inputs, ctx.layer_kwargs, strict=True)
+        ):
             current["sample"] = j
             ctx.run_dense(hidden, kw)
     finally:

@@ -1,8 +1,9 @@
-"""Benchmark evaluation: batched greedy generation -> predictions -> per-item records -> metrics.
+"""Benchmark evaluation: batched greedy generation -> predictions -> records -> metrics.
 
-Generation follows lmms-eval's wrappers: greedy, one image first, the task's max_new_tokens,
-`until` applied only by wrappers that apply it (not llava's). Batching uses left padding and
-the KV cache; a test checks that batched predictions equal batch-1 predictions.
+Generation follows lmms-eval's wrappers: greedy, one image first, the task's
+max_new_tokens, `until` applied only by wrappers that apply it (not llava's). Batching
+uses left padding and the KV cache; a test checks that batched predictions equal batch-1
+predictions.
 """
 
 from __future__ import annotations
@@ -79,9 +80,10 @@ def _load_from_hub(bench, source: dict) -> datasets.Dataset:
         )
     except Exception as error:  # network/hub errors come in many types
         raise RuntimeError(
-            f"could not load benchmark {task.name} from the hub ({path}, revision {revision}): "
-            f"{error}. Without network access, download it elsewhere and point "
-            f"`benchmarks.{task.name}.local_path` at a `save_to_disk` copy, or set "
+            f"could not load benchmark {task.name} from the hub ({path}, "
+            f"revision {revision}): {error}. Without network access, download it "
+            f"elsewhere and point `benchmarks.{task.name}.local_path` at a "
+            f"`save_to_disk` copy, or set "
             f"HF_DATASETS_OFFLINE=1 with a populated HF cache."
         ) from error
 
@@ -168,10 +170,11 @@ def evaluate(
         progress=progress,
         desc=f"eval {task.name}",
     )
-    # lmms-eval seeds python's random once per run; MMMU's fallback draws from it in order.
+    # lmms-eval seeds python's random once per run; MMMU's fallback draws from it in
+    # order.
     rng = random.Random(0)
     records = []
-    for doc, prompt_text, prediction in zip(docs, prompts, raw):
+    for doc, prompt_text, prediction in zip(docs, prompts, raw, strict=True):
         if adapter.applies_until:
             prediction = truncate_until(prediction, task.until)
         record = bench.score(doc, prediction, mode=mode, rng=rng)

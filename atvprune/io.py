@@ -77,7 +77,9 @@ def write_json_atomic(path: Path, data) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a temp directory beside `path`; on success it replaces `path` in one rename."""
+    """Yield a temp directory beside `path`; on success it replaces `path` in one
+    rename.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(

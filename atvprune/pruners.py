@@ -50,7 +50,7 @@ class MagnitudePruner(Pruner):
 
 
 class _ScalerStatistic:
-    """Wanda's running mean of squared input norms, fed with chosen tokens per sample."""
+    """Wanda's running mean of squared input norms over chosen tokens per sample."""
 
     def __init__(self, in_features: int, choose_tokens, unit_per_token: bool = False):
         self.scaler = methods.RunningScaler(in_features)
@@ -88,8 +88,8 @@ class TokenPolicy:
     """Which visual tokens join the text tokens in ATV's statistic (methods.md 6, 6.1).
 
     kind: "adaptive" (ATV: top-k drift, k from the layer's mean drift and alpha),
-    "drift_fixed" (top-k drift, k = round(ratio * n_text)), "random_fixed" (k random visual
-    tokens, same k), "text_only", "visual_only" (visual tokens only, no text).
+    "drift_fixed" (top-k drift, k = round(ratio * n_text)), "random_fixed" (k random
+    visual tokens, same k), "text_only", "visual_only" (visual tokens only, no text).
     """
 
     kind: str = "adaptive"
@@ -109,7 +109,8 @@ class AtvPruner(WandaPruner):
         self.policy = policy or TokenPolicy()
         if self.policy.kind not in TokenPolicy.KINDS:
             raise ValueError(
-                f"unknown ATV token policy {self.policy.kind!r}; choose from {TokenPolicy.KINDS}"
+                f"unknown ATV token policy {self.policy.kind!r}; "
+                f"choose from {TokenPolicy.KINDS}"
             )
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -127,11 +128,11 @@ class AtvPruner(WandaPruner):
         if policy.kind == "random_fixed":
             ks = [
                 methods.fixed_ratio_budget(t, v, policy.ratio)
-                for t, v in zip(n_text, n_img)
+                for t, v in zip(n_text, n_img, strict=True)
             ]
             self.indices = [
                 methods.random_visual_indices(v, k, self.generator)
-                for v, k in zip(n_img, ks)
+                for v, k in zip(n_img, ks, strict=True)
             ]
             self._record_budget(ks)
             return
@@ -145,9 +146,11 @@ class AtvPruner(WandaPruner):
             mean = float(all_drift.mean().item()) if all_drift.numel() else 0.0
             ks = [
                 methods.fixed_ratio_budget(t, v, policy.ratio)
-                for t, v in zip(n_text, n_img)
+                for t, v in zip(n_text, n_img, strict=True)
             ]
-            self.indices = [methods.top_drift_indices(d, k) for d, k in zip(drifts, ks)]
+            self.indices = [
+                methods.top_drift_indices(d, k) for d, k in zip(drifts, ks, strict=True)
+            ]
         ctx.record["mean_drift"] = round(mean, 6)
         self._record_budget(ks)
 
@@ -156,9 +159,11 @@ class AtvPruner(WandaPruner):
         self.ctx.record["k_mean"] = round(sum(ks) / len(ks), 4) if ks else 0.0
 
     def _dense_drifts(self, ctx: LayerContext) -> list[torch.Tensor]:
-        """1 - cos(layer input, dense layer output) for every visual token of every sample."""
+        """1 - cos(layer input, dense layer output) per visual token of every sample."""
         drifts = []
-        for hidden, kw, mask in zip(ctx.inputs, ctx.layer_kwargs, ctx.image_masks):
+        for hidden, kw, mask in zip(
+            ctx.inputs, ctx.layer_kwargs, ctx.image_masks, strict=True
+        ):
             out = ctx.run_dense(hidden, kw)
             x_in, x_out = hidden[0][mask], out[0][mask]
             if self.policy.drift_dtype == "float32":
@@ -180,7 +185,7 @@ class AtvPruner(WandaPruner):
 
 
 class SparseGptPruner(Pruner):
-    """OBS reconstruction with the running Hessian 2/N sum X^T X (IST-DASLab algorithm)."""
+    """OBS reconstruction with the running Hessian 2/N sum X^T X (IST-DASLab)."""
 
     name = "sparsegpt"
 
@@ -228,7 +233,8 @@ def _atv(policy_kind: str):
         unknown = set(params) - allowed
         if unknown:
             raise KeyError(
-                f"unknown ATV parameter(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+                f"unknown ATV parameter(s) {sorted(unknown)}; "
+                f"allowed: {sorted(allowed)}"
             )
         pruner = AtvPruner(TokenPolicy(kind=policy_kind, **params), seed=seed)
         return pruner

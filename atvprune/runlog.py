@@ -11,7 +11,7 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def log_to(path: str | Path | None) -> Iterator[logging.Logger]:
-    """Within the block, stderr (tqdm, warnings, tracebacks) and logging go to `path`."""
+    """Within the block, stderr (tqdm, warnings, tracebacks) and logging go to path."""
     logger = logging.getLogger("atvprune")
     if path is None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

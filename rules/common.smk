@@ -59,10 +59,6 @@ def eval_metrics():
     return [f"results/eval/{m}/{r}/{b}.json" for m in MODELS for r in RUNS for b in BENCHMARKS]
 
 
-def prune_stats():
-    return [f"{c}/prune_stats.json" for c in checkpoints()]
-
-
 def dvc_tracked():
     """The .dvc files the DAG writes; the table waits for them when dvc.track is on."""
     if not config.get("dvc", {}).get("track", False):
@@ -110,9 +106,10 @@ def run_spec(run):
     return {"method": method, "pattern": pattern_from_tag(tag)}
 
 
-def atv_prune_stats():
+def atv_checkpoints():
+    """Checkpoints of ATV runs (their prune_stats.json feed the per-layer figure)."""
     atv = [m for m, spec in config["methods"].items() if spec["method"] == "atv"]
-    return [f"results/ckpt/{m}/{a}_s{p}/prune_stats.json" for m in MODELS for a in atv for p in PATTERNS]
+    return [f"results/ckpt/{m}/{a}_s{p}" for m in MODELS for a in atv for p in PATTERNS]
 
 
 def dvc_inputs(wildcards):

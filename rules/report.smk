@@ -5,7 +5,7 @@
 rule table:
     input:
         metrics=eval_metrics(),
-        prune_stats=atv_prune_stats(),
+        atv_checkpoints=atv_checkpoints(),
         tracked=dvc_tracked(),
         report_code="atvprune/report.py",
     output:

@@ -1,7 +1,5 @@
-"""Rule world: generate the mini world (nine benchmark formats, training conversations and
-the calibration source) from one seed, in the real datasets' schemas."""
-
-from __future__ import annotations
+"""Rule world: generate the mini world (nine benchmark formats, training conversations
+and the calibration source) from one seed, in the real datasets' schemas."""
 
 import argparse
 import json

@@ -1,7 +1,5 @@
-"""Rule calibration_pool: draw N conversations with a fixed seed from the calibration source
-and render them with the model's chat template (one sample each, no padding)."""
-
-from __future__ import annotations
+"""Rule calibration_pool: draw N conversations with a fixed seed from the calibration
+source and render them with the model's chat template (one sample each, no padding)."""
 
 import argparse
 import json

@@ -1,8 +1,6 @@
 """Rule evaluate: one (checkpoint, benchmark) pair. Writes the predictions (JSONL, one
 record per item, re-scorable) and the metric JSON the table is built from."""
 
-from __future__ import annotations
-
 import argparse
 import json
 from pathlib import Path

@@ -1,8 +1,6 @@
 """Rule prune: one (model, method, sparsity pattern) run of the layer-wise engine.
 Output: a `save_pretrained` checkpoint, `prune_stats.json` and `provenance.json`."""
 
-from __future__ import annotations
-
 import argparse
 import json
 from pathlib import Path

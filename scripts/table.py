@@ -1,7 +1,6 @@
-"""Rule table: results/table1.csv + Markdown from every per-benchmark metric JSON, and the
-figures (score vs sparsity per method; ATV's per-layer drift and visual-token budget)."""
-
-from __future__ import annotations
+"""Rule table: results/table1.csv + Markdown from every per-benchmark metric JSON, and
+the figures (score vs sparsity per method; ATV's per-layer drift and visual-token
+budget)."""
 
 import argparse
 from pathlib import Path
@@ -18,12 +17,25 @@ from atvprune.report import (
 from atvprune.runlog import log_to
 
 
-def main(metric_files, prune_stats, benchmarks, methods, models, reported, outputs,
-         log_path=None) -> None:
+def main(
+    metric_files,
+    prune_stats,
+    benchmarks,
+    methods,
+    models,
+    reported,
+    outputs,
+    log_path=None,
+) -> None:
     with log_to(log_path) as log:
         reported_csv = Path(reported) if reported and Path(reported).exists() else None
-        table = build_table(metric_files, benchmarks, reported_csv=reported_csv,
-                            method_order=methods, model_order=models)
+        table = build_table(
+            metric_files,
+            benchmarks,
+            reported_csv=reported_csv,
+            method_order=methods,
+            model_order=models,
+        )
         write_table_csv(table, Path(outputs["csv"]))
         write_table_markdown(table, Path(outputs["markdown"]), notes=TABLE_NOTES)
         plot_accuracy_vs_sparsity(table, Path(outputs["accuracy"]))
@@ -31,14 +43,23 @@ def main(metric_files, prune_stats, benchmarks, methods, models, reported, outpu
             plot_atv_layers(list(prune_stats), Path(outputs["atv_layers"]))
         else:
             plot_placeholder(Path(outputs["atv_layers"]), "no ATV run in this config")
-        log.info("table with %d rows from %d metric files", len(table), len(metric_files))
+        log.info(
+            "table with %d rows from %d metric files", len(table), len(metric_files)
+        )
 
 
 if "snakemake" in globals():
     sm = globals()["snakemake"]
-    main(list(sm.input.metrics), list(sm.input.prune_stats), sm.params.benchmarks,
-         sm.params.methods, sm.params.models, sm.params.reported, dict(sm.output.items()),
-         sm.log[0])
+    main(
+        list(sm.input.metrics),
+        [f"{c}/prune_stats.json" for c in sm.input.atv_checkpoints],
+        sm.params.benchmarks,
+        sm.params.methods,
+        sm.params.models,
+        sm.params.reported,
+        dict(sm.output.items()),
+        sm.log[0],
+    )
 elif __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("metric_files", nargs="+")
@@ -49,7 +70,18 @@ elif __name__ == "__main__":
     parser.add_argument("--out", default="report_out")
     args = parser.parse_args()
     out = Path(args.out)
-    outputs = {"csv": out / "table1.csv", "markdown": out / "table1.md",
-               "accuracy": out / "accuracy_vs_sparsity.png", "atv_layers": out / "atv_layers.png"}
-    main(args.metric_files, args.prune_stats, args.benchmarks, args.methods, None,
-         args.reported, outputs)
+    outputs = {
+        "csv": out / "table1.csv",
+        "markdown": out / "table1.md",
+        "accuracy": out / "accuracy_vs_sparsity.png",
+        "atv_layers": out / "atv_layers.png",
+    }
+    main(
+        args.metric_files,
+        args.prune_stats,
+        args.benchmarks,
+        args.methods,
+        None,
+        args.reported,
+        outputs,
+    )

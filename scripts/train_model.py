@@ -1,8 +1,6 @@
 """Rule train_model: build the tiny LLaVA from its config and instruction-tune it on the
 mini world. Output: a `save_pretrained` model + processor and `train_log.json`."""
 
-from __future__ import annotations
-
 import argparse
 import json
 import time
@@ -19,6 +17,7 @@ from atvprune.world.tiny_llava import (
     count_parameters,
 )
 from atvprune.world.train import TrainSettings, train
+from atvprune.world.vision_pretrain import VisionPretrainSettings, pretrain_vision
 
 
 def main(world_dir: str, out_dir: str, spec: dict, threads: int, log_path=None) -> None:
@@ -38,6 +37,12 @@ def main(world_dir: str, out_dir: str, spec: dict, threads: int, log_path=None) 
             len(tokenizer),
             n_params,
         )
+        vision_curve = []
+        if spec.get("vision_pretrain"):
+            vision_settings = VisionPretrainSettings(**spec["vision_pretrain"])
+            vision_curve = pretrain_vision(
+                model, processor, vision_settings, log=log.info
+            )
         curve = train(model, processor, examples, settings, log=log.info)
         with atomic_dir(Path(out_dir)) as tmp:
             model.save_pretrained(tmp)
@@ -51,6 +56,8 @@ def main(world_dir: str, out_dir: str, spec: dict, threads: int, log_path=None) 
                 ),
                 "architecture": json.loads(json.dumps(arch.__dict__)),
                 "train": spec["train"],
+                "vision_pretrain": spec.get("vision_pretrain"),
+                "vision_pretrain_curve": vision_curve,
                 "loss_curve": curve,
                 "wall_time_s": round(time.perf_counter() - started, 1),
                 "environment": environment(),

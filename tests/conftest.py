@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random-init LLaVA (real classes) and a small calibration pool."""
+"""Shared fixtures: a tiny random-init LLaVA (real classes) and a calibration pool."""
 
 from __future__ import annotations
 
@@ -29,11 +29,14 @@ TINY_SPEC = TinyLlavaSpec(
     text_intermediate=64,
 )
 
-WORDS = "describe the image a red blue green circle square at top left right is there yes no"
+WORDS = "describe the image a red blue green circle square at top left right is there"
+WORDS += " yes no"
 
 
 def random_image(seed: int, size: int = 32) -> Image.Image:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(seed).integers(
+        0, 256, (size, size, 3), dtype=np.uint8
+    )
     return Image.fromarray(pixels, "RGB")
 
 

@@ -33,16 +33,19 @@ def reference_loop(model, adapter, samples, sparsity, token_rule):
     all_masks = {}
     with torch.no_grad():
         for i, layer in enumerate(layers):
-            dense_out = [adapter.run_layer(layer, h, kw) for h, kw in zip(inputs, kwargs)]
+            dense_out = [
+                adapter.run_layer(layer, h, kw)
+                for h, kw in zip(inputs, kwargs, strict=True)
+            ]
             chosen = token_rule(inputs, dense_out, masks)
             seen: dict[str, list[torch.Tensor]] = {n: [] for n in LINEAR_NAMES}
             handles = [
                 module.register_forward_hook(
-                    lambda m, a, o, n=name: seen[n].append(a[0][0].clone())
+                    lambda m, a, o, n=name, seen=seen: seen[n].append(a[0][0].clone())
                 )
                 for name, module in find_linears(layer).items()
             ]
-            for h, kw in zip(inputs, kwargs):
+            for h, kw in zip(inputs, kwargs, strict=True):
                 adapter.run_layer(layer, h, kw)
             for handle in handles:
                 handle.remove()
@@ -52,7 +55,10 @@ def reference_loop(model, adapter, samples, sparsity, token_rule):
                 mask = methods.wanda_mask(linear.weight.data, scaler, sparsity)
                 linear.weight.data[mask] = 0
                 all_masks[f"layer{i}.{name}"] = mask
-            inputs = [adapter.run_layer(layer, h, kw) for h, kw in zip(inputs, kwargs)]
+            inputs = [
+                adapter.run_layer(layer, h, kw)
+                for h, kw in zip(inputs, kwargs, strict=True)
+            ]
     return all_masks
 
 
@@ -73,8 +79,9 @@ def atv_tokens(alpha):
 def engine_masks(model, adapter, pool, spec, pattern="0.5"):
     samples = capture(model, adapter, pool)
     pruner = build_pruner(spec)
-    stats = prune_model(model, adapter, samples, pruner, SparsityPattern.parse(pattern),
-                        progress=False)
+    stats = prune_model(
+        model, adapter, samples, pruner, SparsityPattern.parse(pattern), progress=False
+    )
     masks = {
         f"layer{i}.{name}": lin.weight.data == 0
         for i, layer in enumerate(adapter.decoder_layers(model))
@@ -85,7 +92,10 @@ def engine_masks(model, adapter, pool, spec, pattern="0.5"):
 
 @pytest.mark.parametrize(
     ("spec", "rule"),
-    [({"method": "wanda"}, all_tokens), ({"method": "atv", "alpha": 1.0}, atv_tokens(1.0))],
+    [
+        ({"method": "wanda"}, all_tokens),
+        ({"method": "atv", "alpha": 1.0}, atv_tokens(1.0)),
+    ],
 )
 def test_engine_matches_reference_loop(fresh_model, tiny_pool, spec, rule):
     model, _, adapter = fresh_model
@@ -116,10 +126,12 @@ def test_every_decoder_linear_pruned_and_nothing_else(fresh_model, tiny_pool):
 
 def test_atv_alpha_zero_equals_text_only(tiny_llava, tiny_pool):
     model, _, adapter = tiny_llava
-    _, alpha0 = engine_masks(copy.deepcopy(model), adapter, tiny_pool,
-                             {"method": "atv", "alpha": 0.0})
-    _, text = engine_masks(copy.deepcopy(model), adapter, tiny_pool,
-                           {"method": "atv_text_only"})
+    _, alpha0 = engine_masks(
+        copy.deepcopy(model), adapter, tiny_pool, {"method": "atv", "alpha": 0.0}
+    )
+    _, text = engine_masks(
+        copy.deepcopy(model), adapter, tiny_pool, {"method": "atv_text_only"}
+    )
     assert all(torch.equal(alpha0[k], text[k]) for k in alpha0)
 
 
@@ -130,7 +142,7 @@ def test_atv_records_drift_and_budget(fresh_model, tiny_pool):
     for record in stats["layers"]:
         assert record["mean_drift"] > 0
         assert len(record["k"]) == len(tiny_pool)
-        assert all(0 <= k <= cap for k, cap in zip(record["k"], n_img))
+        assert all(0 <= k <= cap for k, cap in zip(record["k"], n_img, strict=True))
 
 
 def test_magnitude_needs_no_calibration_and_matches_function(fresh_model):
@@ -141,7 +153,9 @@ def test_magnitude_needs_no_calibration_and_matches_function(fresh_model):
         for n, lin in find_linears(layer).items()
     }
     pruner = build_pruner({"method": "magnitude"})
-    prune_model(model, adapter, [], pruner, SparsityPattern.parse("0.6"), progress=False)
+    prune_model(
+        model, adapter, [], pruner, SparsityPattern.parse("0.6"), progress=False
+    )
     for i, layer in enumerate(adapter.decoder_layers(model)):
         for n, lin in find_linears(layer).items():
             assert torch.equal(lin.weight.data == 0, expected[f"layer{i}.{n}"])
@@ -164,14 +178,25 @@ def test_non_finite_activations_abort_naming_the_layer(fresh_model, tiny_pool):
         torch.full((layer0.mlp.down_proj.out_features,), float("nan"))
     )
     with pytest.raises(FloatingPointError, match="decoder layer 0"):
-        prune_model(model, adapter, samples, build_pruner({"method": "wanda"}),
-                    SparsityPattern.parse("0.5"), progress=False)
+        prune_model(
+            model,
+            adapter,
+            samples,
+            build_pruner({"method": "wanda"}),
+            SparsityPattern.parse("0.5"),
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("1.0", "outside"), ("-0.1", "outside"), ("abc", "malformed"), ("4:2", "N < M"),
-     ("2:x", "malformed")],
+    [
+        ("1.0", "outside"),
+        ("-0.1", "outside"),
+        ("abc", "malformed"),
+        ("4:2", "N < M"),
+        ("2:x", "malformed"),
+    ],
 )
 def test_bad_patterns_are_named(text, message):
     with pytest.raises(ValueError, match=message):

@@ -1,9 +1,9 @@
 """Model adapters: one per architecture family.
 
-An adapter answers the four questions the pruning engine and the evaluator ask of a model:
-where the decoder layers are, which positions are visual tokens, how to run one decoder layer
-on cached inputs, and how to build prompts. Adding a model of a known family is one config
-entry; a new family is one adapter module registered here.
+An adapter answers the four questions the pruning engine and the evaluator ask of a
+model: where the decoder layers are, which positions are visual tokens, how to run one
+decoder layer on cached inputs, and how to build prompts. Adding a model of a known
+family is one config entry; a new family is one adapter module registered here.
 """
 
 from __future__ import annotations

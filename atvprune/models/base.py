@@ -25,7 +25,7 @@ class CapturedSample:
 
 
 class _LayerZeroCatcher(torch.nn.Module):
-    """Stands in for decoder layer 0: records its inputs, then stops the forward pass."""
+    """Stands in for decoder layer 0: records its inputs, then stops the forward."""
 
     def __init__(self, layer: torch.nn.Module):
         super().__init__()

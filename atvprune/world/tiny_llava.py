@@ -1,9 +1,10 @@
 """The mini world's model: a ~1 M-parameter LLaVA built from transformers' real classes.
 
-`LlavaForConditionalGeneration` (CLIP vision tower + 2-layer projector + Llama decoder), a
-word-level tokenizer built locally with `tokenizers`, and a real `LlavaProcessor` whose chat
-template mirrors LLaVA-1.5's ``USER: <image>\\n... ASSISTANT: ...</s>`` format. Everything
-downstream (calibration, pruning, evaluation) talks to it through the same adapter that serves
+`LlavaForConditionalGeneration` (CLIP vision tower + 2-layer projector + Llama decoder),
+a word-level tokenizer built locally with `tokenizers`, and a real `LlavaProcessor`
+whose chat template mirrors LLaVA-1.5's ``USER: <image>\\n... ASSISTANT: ...</s>``
+format. Everything downstream (calibration, pruning, evaluation) talks to it through
+the same adapter that serves
 the real llava-hf checkpoints, so the embedded default exercises the real code paths.
 """
 
@@ -28,7 +29,8 @@ from transformers import (
 PAD, BOS, EOS, UNK, IMAGE = "<pad>", "<s>", "</s>", "<unk>", "<image>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK, IMAGE]
 
-# LLaVA-1.5 ("vicuna_v1"-like) turn format: the image placeholder leads the first user turn.
+# LLaVA-1.5 ("vicuna_v1"-like) turn format: the image placeholder leads the first user
+# turn.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}USER: "
@@ -63,6 +65,8 @@ class TinyLlavaSpec:
     text_kv_heads: int = 4
     text_intermediate: int = 256
     max_positions: int = 512
+    vision_init_factor: float = 1.0
+    text_init_range: float = 0.02
 
     @property
     def num_image_tokens(self) -> int:
@@ -75,7 +79,7 @@ def words(text: str) -> list[str]:
 
 
 def build_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
-    """Word-level tokenizer over every word of `texts` (sorted: ids do not depend on order)."""
+    """Word-level tokenizer over every word of `texts` (sorted: ids ignore order)."""
     template_text = CHAT_TEMPLATE.replace("{", " ").replace("}", " ")
     vocab_words = sorted({w for text in [*texts, template_text] for w in words(text)})
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
@@ -86,7 +90,8 @@ def build_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
     core.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])]
     )
-    # WordPiece's decoder joins words with spaces and glues punctuation back ("B ." -> "B.").
+    # WordPiece's decoder joins words with spaces and glues punctuation back ("B ." ->
+    # "B.").
     core.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
@@ -137,6 +142,7 @@ def build_model(
         image_size=spec.image_size,
         patch_size=spec.patch_size,
         projection_dim=spec.vision_hidden,
+        initializer_factor=spec.vision_init_factor,
     )
     text = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -150,6 +156,7 @@ def build_model(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
+        initializer_range=spec.text_init_range,
     )
     config = LlavaConfig(
         vision_config=vision,

@@ -1,9 +1,9 @@
 """Instruction-tune the mini world's tiny LLaVA (CPU, a few minutes).
 
-Each training example is one image plus a conversation (user turns, assistant turns). It is
-rendered with the processor's chat template, so training sees exactly the prompt format that
-calibration and evaluation use. The loss covers assistant tokens only (answer + ``</s>``), as
-in LLaVA's instruction tuning.
+Each training example is one image plus a conversation (user turns, assistant turns). It
+is rendered with the processor's chat template, so training sees exactly the prompt
+format that calibration and evaluation use. The loss covers assistant tokens only
+(answer + ``</s>``), as in LLaVA's instruction tuning.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ IGNORE_INDEX = -100
 
 @dataclass(frozen=True)
 class Example:
-    """One image and a conversation of (role, text) turns, role in {"user", "assistant"}."""
+    """One image and a conversation of (role, text) turns; role: "user"/"assistant"."""
 
     image: Image.Image
     turns: tuple[tuple[str, str], ...]
@@ -41,6 +41,9 @@ class TrainSettings:
     # The vision tower and projector start from random weights (no CLIP pre-training
     # here), so they get a larger step than the decoder to learn to see in minutes.
     vision_lr_scale: float = 1.0
+    # After vision pre-training the tower stays frozen, as in LLaVA's instruction
+    # tuning.
+    freeze_vision_tower: bool = False
 
 
 def chat_messages(turns: Sequence[tuple[str, str]]) -> list[dict]:
@@ -59,26 +62,34 @@ def chat_messages(turns: Sequence[tuple[str, str]]) -> list[dict]:
 
 
 def encode_example(processor, example: Example) -> tuple[list[int], list[int]]:
-    """Token ids (image placeholder expanded) and labels masking everything but answers.
+    """Token ids (image placeholder expanded) and labels: answer tokens + ``</s>`` only.
 
-    The chat template is rendered turn by turn; since the word-level tokenizer is prefix
-    stable, the tokens added by an assistant turn are exactly the new suffix.
+    The chat template is rendered turn by turn; the word-level tokenizer is prefix
+    stable, so each turn adds exactly a new suffix. Before an assistant turn the
+    generation prompt (``ASSISTANT:``) is rendered first, so the role tokens stay
+    unlabelled, as in LLaVA.
     """
     ids: list[int] = []
     labels: list[int] = []
     n_image = num_image_tokens(processor)
-    for upto in range(1, len(example.turns) + 1):
+
+    def extend(turns, generation: bool, labelled: bool) -> None:
         text = processor.apply_chat_template(
-            chat_messages(example.turns[:upto]), tokenize=False
+            chat_messages(turns), tokenize=False, add_generation_prompt=generation
         )
-        text = _expand_image(processor, text, n_image)
-        full = processor.tokenizer(text, add_special_tokens=True)["input_ids"]
+        full = processor.tokenizer(_expand_image(processor, text, n_image))["input_ids"]
         if full[: len(ids)] != ids:
             raise ValueError("chat template is not prefix-stable for this tokenizer")
-        is_answer = example.turns[upto - 1][0] == "assistant"
         new = full[len(ids) :]
         ids.extend(new)
-        labels.extend(new if is_answer else [IGNORE_INDEX] * len(new))
+        labels.extend(new if labelled else [IGNORE_INDEX] * len(new))
+
+    for upto in range(1, len(example.turns) + 1):
+        if example.turns[upto - 1][0] == "assistant":
+            extend(example.turns[: upto - 1], generation=True, labelled=False)
+            extend(example.turns[:upto], generation=False, labelled=True)
+        else:
+            extend(example.turns[:upto], generation=False, labelled=False)
     return ids, labels
 
 
@@ -127,8 +138,11 @@ def train(
     )
     pad_id = processor.tokenizer.pad_token_id
     generator = torch.Generator().manual_seed(settings.seed)
-    vision = [p for n, p in model.named_parameters() if _is_vision(n)]
-    text = [p for n, p in model.named_parameters() if not _is_vision(n)]
+    if settings.freeze_vision_tower:
+        model.model.vision_tower.requires_grad_(False)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    vision = [p for n, p in trainable if _is_vision(n)]
+    text = [p for n, p in trainable if not _is_vision(n)]
     optimizer = torch.optim.AdamW(
         [
             {"params": text, "lr_scale": 1.0},
