@@ -184,6 +184,37 @@ class AtvPruner(WandaPruner):
         )
 
 
+class TampPruner(WandaPruner):
+    """TAMP with uniform sparsity: AMIA token selection per Linear and sample (from the
+    Linear's output and the layer's last-token attention), Wanda statistic with one unit
+    per selected token, Wanda masks (methods.md 5.1-5.2)."""
+
+    name = "tamp"
+
+    def __init__(self, adapter):
+        self.adapter = adapter
+
+    def start_layer(self, ctx: LayerContext) -> None:
+        super().start_layer(ctx)
+        ctx.attention_scores = [
+            self.adapter.last_token_attention(ctx.layer, hidden, kw)
+            for hidden, kw in zip(ctx.inputs, ctx.layer_kwargs, strict=True)
+        ]
+        self.selected_counts: dict[str, list[int]] = {}
+        ctx.record["tamp_selected"] = self.selected_counts
+
+    def new_statistic(self, name, linear):
+        masks, scores = self.ctx.image_masks, self.ctx.attention_scores
+        counts = self.selected_counts.setdefault(name, [])
+
+        def choose(j, x, y):
+            index = methods.amia_select(y.float(), scores[j], masks[j])
+            counts.append(int(index.numel()))
+            return x[index]
+
+        return _ScalerStatistic(linear.in_features, choose, unit_per_token=True)
+
+
 class SparseGptPruner(Pruner):
     """OBS reconstruction with the running Hessian 2/N sum X^T X (IST-DASLab)."""
 
@@ -218,12 +249,18 @@ class _HessianStatistic:
         self.hessian.add(x_in)
 
 
-def build_pruner(spec: dict, seed: int = 0) -> Pruner:
-    """A pruner from one `methods.<run>` config entry: {"method": key, **params}."""
+def build_pruner(spec: dict, seed: int = 0, adapter=None) -> Pruner:
+    """A pruner from one `methods.<run>` config entry: {"method": key, **params}.
+
+    `adapter` is needed by methods that look inside attention (TAMP)."""
     spec = dict(spec)
     key = spec.pop("method", None)
     if key not in PRUNERS:
         raise KeyError(f"unknown method {key!r}; known methods: {', '.join(PRUNERS)}")
+    if key == "tamp":
+        if spec:
+            raise KeyError(f"method 'tamp' takes no parameters, got {sorted(spec)}")
+        return TampPruner(adapter)
     return PRUNERS[key](spec, seed)
 
 
@@ -258,6 +295,7 @@ PRUNERS = {
     "magnitude_row": _no_params(MagnitudePruner, per_row=True),
     "wanda": _no_params(WandaPruner),
     "sparsegpt": lambda params, seed: SparseGptPruner(**params),
+    "tamp": None,  # built in build_pruner: it needs the model adapter
     "atv": _atv("adaptive"),
     "atv_drift_fixed": _atv("drift_fixed"),
     "atv_random_fixed": _atv("random_fixed"),

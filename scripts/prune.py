@@ -30,8 +30,8 @@ def main(
     with log_to(log_path) as log:
         set_seed(seed, threads)
         pattern = SparsityPattern.parse(pattern_text)
-        pruner = build_pruner(method_spec, seed=seed)
         adapter = get_adapter(model_spec["family"])
+        pruner = build_pruner(method_spec, seed=seed, adapter=adapter)
         model, processor = adapter.load(model_dir, model_spec.get("dtype", "float32"))
         samples = []
         if pruner.needs_calibration:

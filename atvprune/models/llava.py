@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from atvprune.methods import last_token_attention
 from atvprune.models.base import ModelAdapter
 
 
@@ -31,3 +32,17 @@ class LlavaAdapter(ModelAdapter):
         if input_ids.shape[0] != 1:
             raise ValueError("image_token_mask expects a batch of one sample")
         return input_ids[0] == model.config.image_token_id
+
+    def last_token_attention(self, layer, hidden: torch.Tensor, layer_kwargs: dict):
+        """input_layernorm -> q/k projections -> Llama RoPE -> last query row."""
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        attention = layer.self_attn
+        normed = layer.input_layernorm(hidden)
+        length = normed.shape[1]
+        head_dim = attention.head_dim
+        query = attention.q_proj(normed).view(1, length, -1, head_dim).transpose(1, 2)
+        key = attention.k_proj(normed).view(1, length, -1, head_dim).transpose(1, 2)
+        cos, sin = layer_kwargs["position_embeddings"]
+        query, key = apply_rotary_pos_emb(query, key, cos, sin)
+        return last_token_attention(query[0], key[0], attention.num_key_value_groups)
