@@ -145,12 +145,16 @@ def load_pool(pool_dir: Path, expected: int | None = None) -> list[dict]:
 def capture(model, adapter: ModelAdapter, pool: list[dict]) -> list[CapturedSample]:
     """Layer-0 inputs of every pool sample (full multimodal forward up to layer 0)."""
     captured = []
-    dtype = next(model.parameters()).dtype
+    parameter = next(model.parameters())
     for sample in pool:
         inputs = {
-            "input_ids": sample["input_ids"][None],
-            "attention_mask": torch.ones_like(sample["input_ids"])[None],
-            "pixel_values": sample["pixel_values"][None].to(dtype),
+            "input_ids": sample["input_ids"][None].to(parameter.device),
+            "attention_mask": torch.ones_like(sample["input_ids"])[None].to(
+                parameter.device
+            ),
+            "pixel_values": sample["pixel_values"][None].to(
+                parameter.device, parameter.dtype
+            ),
         }
         captured.append(adapter.capture_layer_inputs(model, inputs))
     return captured

@@ -24,6 +24,7 @@ def check_config(config: dict) -> None:
                     raise ValueError(
                         f"config models.{name}.{key} is required for source 'train'"
                     )
+            _check_architecture(name, spec["architecture"])
             if "world" not in config:
                 raise ValueError(
                     f"config models.{name}: source 'train' needs a `world` section"
@@ -47,3 +48,17 @@ def check_config(config: dict) -> None:
     for name in config["benchmarks"]:
         if name not in BENCHMARKS:
             raise ValueError(f"config benchmarks.{name}: unknown benchmark")
+
+
+def _check_architecture(name: str, architecture: dict) -> None:
+    from dataclasses import fields
+
+    from atvprune.world.tiny_llava import TinyLlavaSpec
+
+    known = {f.name for f in fields(TinyLlavaSpec)}
+    unknown = sorted(set(architecture) - known)
+    if unknown:
+        raise ValueError(
+            f"config models.{name}.architecture: unknown key(s) {unknown}; "
+            f"known: {sorted(known)}"
+        )

@@ -117,6 +117,7 @@ def generate(
         inputs = processor(
             images=batch_images, text=texts, return_tensors="pt", padding=True
         )
+        inputs = inputs.to(model.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
         output = model.generate(
             **inputs,
@@ -147,8 +148,11 @@ def evaluate(
     batch_size: int,
     mode: str,
     progress: bool = True,
+    max_new_tokens: int | None = None,
 ) -> tuple[list[dict], dict]:
-    """Generate for every doc, score each in dataset order, aggregate."""
+    """Generate for every doc, score each in dataset order, aggregate.
+
+    `max_new_tokens` overrides the task's budget (tests only; runs use the task's)."""
     task = bench.TASK
     prompts, images = [], []
     for doc in docs:
@@ -165,7 +169,7 @@ def evaluate(
         adapter,
         images,
         prompts,
-        task.max_new_tokens,
+        max_new_tokens or task.max_new_tokens,
         batch_size,
         progress=progress,
         desc=f"eval {task.name}",

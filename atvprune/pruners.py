@@ -52,8 +52,10 @@ class MagnitudePruner(Pruner):
 class _ScalerStatistic:
     """Wanda's running mean of squared input norms over chosen tokens per sample."""
 
-    def __init__(self, in_features: int, choose_tokens, unit_per_token: bool = False):
-        self.scaler = methods.RunningScaler(in_features)
+    def __init__(self, linear, choose_tokens, unit_per_token: bool = False):
+        self.scaler = methods.RunningScaler(
+            linear.in_features, device=linear.weight.device
+        )
         self.choose_tokens = choose_tokens
         self.unit_per_token = unit_per_token
 
@@ -71,7 +73,7 @@ class WandaPruner(Pruner):
     name = "wanda"
 
     def new_statistic(self, name, linear):
-        return _ScalerStatistic(linear.in_features, lambda j, x, y: x)
+        return _ScalerStatistic(linear, lambda j, x, y: x)
 
     def prune(self, name, linear, statistic, pattern):
         return methods.wanda_mask(
@@ -175,11 +177,11 @@ class AtvPruner(WandaPruner):
         masks = self.ctx.image_masks
         if self.policy.kind == "visual_only":
             return _ScalerStatistic(
-                linear.in_features,
+                linear,
                 lambda j, x, y: methods.visual_only_tokens(x, masks[j]),
             )
         return _ScalerStatistic(
-            linear.in_features,
+            linear,
             lambda j, x, y: methods.calibration_tokens(x, masks[j], self.indices[j]),
         )
 
@@ -212,7 +214,7 @@ class TampPruner(WandaPruner):
             counts.append(int(index.numel()))
             return x[index]
 
-        return _ScalerStatistic(linear.in_features, choose, unit_per_token=True)
+        return _ScalerStatistic(linear, choose, unit_per_token=True)
 
 
 class SparseGptPruner(Pruner):
@@ -225,7 +227,7 @@ class SparseGptPruner(Pruner):
         self.percdamp = percdamp
 
     def new_statistic(self, name, linear):
-        return _HessianStatistic(linear.in_features)
+        return _HessianStatistic(linear)
 
     def prune(self, name, linear, statistic, pattern):
         new_weight, mask = methods.sparsegpt_prune(
@@ -242,8 +244,10 @@ class SparseGptPruner(Pruner):
 
 
 class _HessianStatistic:
-    def __init__(self, in_features: int):
-        self.hessian = methods.RunningHessian(in_features)
+    def __init__(self, linear):
+        self.hessian = methods.RunningHessian(
+            linear.in_features, device=linear.weight.device
+        )
 
     def add(self, sample, x_in, y_out):
         self.hessian.add(x_in)

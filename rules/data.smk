@@ -3,6 +3,9 @@
 
 
 rule world:
+    input:
+        generator="atvprune/world/benchmarks.py",
+        scenes="atvprune/world/scenes.py",
     output:
         directory("data/world"),
     log:
@@ -16,6 +19,5 @@ rule world:
     params:
         seed=config.get("world", {}).get("seed"),
         sizes=config.get("world", {}).get("sizes"),
-        world_code=workflow.source_path("../atvprune/world/benchmarks.py"),
     script:
         "../scripts/build_world.py"

@@ -14,7 +14,7 @@ rule dvc_track:
         artefact="(data|results)/.+",
     localrule: True
     conda:
-        "../envs/dvc.yaml"
+        "../envs/versioning.yaml"
     params:
         push=lambda wc, output: (
             f"&& dvc --wait-for-lock push {output}"

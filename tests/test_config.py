@@ -71,6 +71,7 @@ def _mutate(path: list, value):
         (["benchmarks", "imagenet"], {"local_path": "x"}, "imagenet"),
         (["models", "tiny-llava", "family"], "gpt", "gpt"),
         (["methods", "atv"], {"method": "atv", "alpha": 1.0, "beta": 2}, "beta"),
+        (["models", "tiny-llava", "architecture", "text_hiden"], 64, "text_hiden"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_culprit(path, value, named):
