@@ -7,7 +7,9 @@ from snakemake.utils import validate
 
 # Shell rules (dvc) must find the tools of the interpreter running Snakemake (the project
 # venv) even when the venv is not activated.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+os.environ.update(
+    PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+)
 
 validate(config, "../config/schema.yaml")
 
@@ -51,23 +53,28 @@ def checkpoints():
     return [f"results/ckpt/{m}/{r}" for m in MODELS for r in RUNS if r != "dense"]
 
 
-def eval_dirs():
-    return [f"results/eval/{m}/{r}" for m in MODELS for r in RUNS]
-
-
 def eval_metrics():
-    return [f"results/eval/{m}/{r}/{b}.json" for m in MODELS for r in RUNS for b in BENCHMARKS]
+    return [
+        f"results/eval/{m}/{r}/{b}.json"
+        for m in MODELS
+        for r in RUNS
+        for b in BENCHMARKS
+    ]
 
 
 def dvc_tracked():
-    """The .dvc files the DAG writes; the table waits for them when dvc.track is on."""
+    """The .dvc files the DAG writes; the table waits for them when dvc.track is on.
+
+    One DVC artefact per stage and model (all checkpoints of a model, all its evaluation
+    outputs): each `dvc add` + `dvc push` costs seconds of CPU, and per-run granularity
+    made tracking a third of the embedded default's run time."""
     if not config.get("dvc", {}).get("track", False):
         return []
     data = ["data/world.dvc"] if EMBEDDED else []
     models = [f"data/models/{m}.dvc" for m in MODELS]
     pools = [f"data/calib/{m}/{POOL}.dvc" for m in MODELS]
-    ckpts = [f"{c}.dvc" for c in checkpoints()]
-    evals = [f"{d}.dvc" for d in eval_dirs()]
+    ckpts = [f"results/ckpt/{m}.dvc" for m in MODELS if len(RUNS) > 1]
+    evals = [f"results/eval/{m}.dvc" for m in MODELS]
     return data + models + pools + ckpts + evals
 
 
@@ -113,7 +120,17 @@ def atv_checkpoints():
 
 
 def dvc_inputs(wildcards):
-    """An eval directory is tracked once all its benchmark files exist."""
-    if wildcards.artefact.startswith("results/eval/"):
-        return [f"{wildcards.artefact}/{b}.{ext}" for b in BENCHMARKS for ext in ("json", "jsonl")]
-    return [wildcards.artefact]
+    """What must exist before a directory is tracked: for a model's checkpoint and
+    evaluation directories, every file the DAG writes into them."""
+    artefact = wildcards.artefact
+    for model in MODELS:
+        if artefact == f"results/ckpt/{model}":
+            return [f"results/ckpt/{model}/{r}" for r in RUNS if r != "dense"]
+        if artefact == f"results/eval/{model}":
+            return [
+                f"results/eval/{model}/{r}/{b}.{ext}"
+                for r in RUNS
+                for b in BENCHMARKS
+                for ext in ("json", "jsonl")
+            ]
+    return [artefact]
