@@ -7,6 +7,7 @@ like a fresh clone and never touches the developer's data/ or results/.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -120,3 +121,21 @@ def test_invalid_config_fails_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "no_such_method" in result.stdout + result.stderr
     assert not (workdir / "data").exists() or not any((workdir / "data").iterdir())
+
+
+def test_two_clean_runs_give_identical_outputs(smoke_run, tmp_path):
+    """Same config, fresh directory: byte-identical table, masks and predictions."""
+    again = copy_workflow(tmp_path)
+    result = snakemake(
+        again, "--cores", "2", "results/table1.csv", "--configfile", "config/smoke.yaml"
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    for name in ("results/table1.csv", "results/table1.md"):
+        assert (smoke_run / name).read_bytes() == (again / name).read_bytes(), name
+    for stats in sorted((smoke_run / "results/ckpt").rglob("prune_stats.json")):
+        first = json.loads(stats.read_text())["mask_sha256"]
+        second = json.loads((again / stats.relative_to(smoke_run)).read_text())
+        assert first == second["mask_sha256"], stats
+    for predictions in sorted((smoke_run / "results/eval").rglob("*.jsonl")):
+        twin = again / predictions.relative_to(smoke_run)
+        assert predictions.read_bytes() == twin.read_bytes(), predictions
