@@ -118,6 +118,7 @@ def prune_model(
         raise ValueError(f"method {pruner.name!r} needs calibration samples, got none")
     records = []
     mask_hashes = {}
+    zeros_all = numel_all = 0
     bar = tqdm(
         range(len(layers)),
         desc=f"prune {pruner.name} {pattern.label}",
@@ -153,6 +154,8 @@ def prune_model(
                 layer_record["linears"][name] = round(n_zero / linear.weight.numel(), 6)
                 mask_hashes[f"layer{i}.{name}"] = mask_digest(mask)
             layer_record["sparsity"] = round(pruned / total, 6)
+            zeros_all += pruned
+            numel_all += total
             del statistics
             if pruner.needs_calibration and i + 1 < len(layers):
                 inputs = [
@@ -167,7 +170,7 @@ def prune_model(
         "pattern": pattern.label,
         "n_calibration_samples": len(samples),
         "layers": records,
-        "overall_sparsity": _overall_sparsity(records, layers),
+        "overall_sparsity": round(zeros_all / numel_all, 6) if numel_all else 0.0,
         "mask_sha256": mask_hashes,
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
@@ -201,12 +204,3 @@ def _check_finite(inputs: list[torch.Tensor], layer_index: int) -> None:
                 f"non-finite activations after pruned decoder layer {layer_index} "
                 f"(calibration sample {j}); aborting instead of pruning on NaN/inf"
             )
-
-
-def _overall_sparsity(records, layers) -> float:
-    zeros = total = 0
-    for layer in layers:
-        for linear in find_linears(layer).values():
-            zeros += int((linear.weight.data == 0).sum())
-            total += linear.weight.numel()
-    return round(zeros / total, 6) if total else 0.0

@@ -78,10 +78,6 @@ def dvc_tracked():
     return data + models + pools + ckpts + evals
 
 
-def model_dir(wildcards):
-    return f"data/models/{wildcards.model}"
-
-
 def checkpoint_dir(wildcards):
     """The dense model evaluates itself; every other run evaluates its pruned checkpoint."""
     if wildcards.run == "dense":

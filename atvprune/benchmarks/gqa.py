@@ -87,7 +87,11 @@ def attach_images(
             )
         rows.append(row_of_image[image_id])
     # select() only stores an index mapping, so the images are not decoded here.
-    aligned_images = images.select(rows).select_columns(["image"]).flatten_indices(keep_in_memory=True)
+    aligned_images = (
+        images.select(rows)
+        .select_columns(["image"])
+        .flatten_indices(keep_in_memory=True)
+    )
     if "image" in questions.column_names:
         questions = questions.remove_columns("image")
     return datasets.concatenate_datasets([questions, aligned_images], axis=1)

@@ -48,6 +48,21 @@ _KEPT_KWARGS = (
 )
 
 
+def chat_messages(turns: Sequence[tuple[str, str]]) -> list[dict]:
+    """(role, text) turns -> chat messages; the image joins the first user turn."""
+    messages = []
+    for i, (role, text) in enumerate(turns):
+        content = [{"type": "text", "text": text}]
+        if i == 0:
+            if role != "user":
+                raise ValueError(
+                    f"a conversation must start with a user turn, got {role!r}"
+                )
+            content.insert(0, {"type": "image"})
+        messages.append({"role": role, "content": content})
+    return messages
+
+
 class ModelAdapter:
     """Base class; subclasses fill in the family-specific parts."""
 
@@ -82,14 +97,8 @@ class ModelAdapter:
         self, processor, turns: Sequence[tuple[str, str]], generation: bool
     ) -> str:
         """Render (role, text) turns with the model's chat template, image in turn 1."""
-        messages = []
-        for i, (role, text) in enumerate(turns):
-            content = [{"type": "text", "text": text}]
-            if i == 0:
-                content.insert(0, {"type": "image"})
-            messages.append({"role": role, "content": content})
         return processor.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=generation
+            chat_messages(turns), tokenize=False, add_generation_prompt=generation
         )
 
     def encode(self, processor, image: Image.Image, text: str) -> dict:

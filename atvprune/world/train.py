@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from atvprune.models.base import chat_messages
+
 IGNORE_INDEX = -100
 
 
@@ -44,21 +46,6 @@ class TrainSettings:
     # After vision pre-training the tower stays frozen, as in LLaVA's instruction
     # tuning.
     freeze_vision_tower: bool = False
-
-
-def chat_messages(turns: Sequence[tuple[str, str]]) -> list[dict]:
-    """Turns -> chat-template messages; the image is attached to the first user turn."""
-    messages = []
-    for i, (role, text) in enumerate(turns):
-        content = [{"type": "text", "text": text}]
-        if i == 0:
-            if role != "user":
-                raise ValueError(
-                    f"a conversation must start with a user turn, got {role!r}"
-                )
-            content.insert(0, {"type": "image"})
-        messages.append({"role": role, "content": content})
-    return messages
 
 
 def encode_example(processor, example: Example) -> tuple[list[int], list[int]]:
