@@ -76,16 +76,18 @@ def build_pool(
             processor, conversation_turns(record), generation=False
         )
         inputs = adapter.encode(processor, image.convert("RGB"), text)
-        mask = inputs["input_ids"][0] == model_config.image_token_id
+        mask = adapter.image_mask_from_ids(model_config, inputs["input_ids"][0])
         if not mask.any():
             raise ValueError(
                 f"calibration record {record.get('id')!r}: no image tokens"
             )
+        # The adapter decides which processor outputs the forward needs (LLaVA:
+        # input_ids + pixel_values; LLaVA-NeXT adds image_sizes; Qwen: flattened
+        # patches + image_grid_thw).
         pool.append(
             {
                 "id": str(record.get("id")),
-                "input_ids": inputs["input_ids"][0],
-                "pixel_values": inputs["pixel_values"][0],
+                **adapter.pool_tensors(inputs),
                 "image_mask": mask,
             }
         )
@@ -97,9 +99,9 @@ def save_pool(pool: list[dict], out_dir: Path, manifest: dict) -> None:
     with atomic_dir(Path(out_dir)) as tmp:
         tensors = {}
         for i, sample in enumerate(pool):
-            tensors[f"{i}.input_ids"] = sample["input_ids"].contiguous()
-            tensors[f"{i}.pixel_values"] = sample["pixel_values"].contiguous()
-            tensors[f"{i}.image_mask"] = sample["image_mask"].contiguous()
+            for key, value in sample.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"{i}.{key}"] = value.contiguous()
         save_file(tensors, str(tmp / "pool.safetensors"))
         samples = [
             {
@@ -131,15 +133,11 @@ def load_pool(pool_dir: Path, expected: int | None = None) -> list[dict]:
         raise ValueError(
             f"calibration pool {pool_dir} has {n} samples, {expected} were asked for"
         )
-    return [
-        {
-            "id": manifest["samples"][i]["id"],
-            "input_ids": tensors[f"{i}.input_ids"],
-            "pixel_values": tensors[f"{i}.pixel_values"],
-            "image_mask": tensors[f"{i}.image_mask"],
-        }
-        for i in range(n)
-    ]
+    samples = [{"id": manifest["samples"][i]["id"]} for i in range(n)]
+    for key, value in tensors.items():
+        index, _, name = key.partition(".")
+        samples[int(index)][name] = value
+    return samples
 
 
 def capture(model, adapter: ModelAdapter, pool: list[dict]) -> list[CapturedSample]:
@@ -147,14 +145,6 @@ def capture(model, adapter: ModelAdapter, pool: list[dict]) -> list[CapturedSamp
     captured = []
     parameter = next(model.parameters())
     for sample in pool:
-        inputs = {
-            "input_ids": sample["input_ids"][None].to(parameter.device),
-            "attention_mask": torch.ones_like(sample["input_ids"])[None].to(
-                parameter.device
-            ),
-            "pixel_values": sample["pixel_values"][None].to(
-                parameter.device, parameter.dtype
-            ),
-        }
+        inputs = adapter.forward_inputs(sample, parameter.device, parameter.dtype)
         captured.append(adapter.capture_layer_inputs(model, inputs))
     return captured

@@ -32,6 +32,9 @@ class _LayerZeroCatcher(torch.nn.Module):
         self.layer = layer
         self.hidden: torch.Tensor | None = None
         self.kwargs: dict = {}
+        # Qwen2-VL's decoder loop picks each layer's mask by this attribute.
+        if hasattr(layer, "attention_type"):
+            self.attention_type = layer.attention_type
 
     def forward(self, hidden_states, *args, **kwargs):
         self.hidden = hidden_states.detach()
@@ -69,6 +72,13 @@ class ModelAdapter:
     family = "base"
     # lmms-eval's llava wrapper never applies `until`; the Qwen wrappers do.
     applies_until = False
+    # Processor outputs a calibration sample keeps. "Batched" ones carry a batch
+    # dimension of 1 that is dropped for storage and restored for the forward;
+    # "unbatched" ones have none (Qwen's flattened patches and grid sizes).
+    batched_inputs: tuple[str, ...] = ("input_ids", "pixel_values")
+    unbatched_inputs: tuple[str, ...] = ()
+    # Stored inputs cast to the model dtype before the forward.
+    float_inputs: tuple[str, ...] = ("pixel_values",)
 
     def model_class(self):
         raise NotImplementedError
@@ -91,7 +101,40 @@ class ModelAdapter:
 
     def image_token_mask(self, model, inputs: dict) -> torch.Tensor:
         """(L,) bool for a batch-1 processor output: True where a visual token sits."""
+        input_ids = inputs["input_ids"]
+        if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+            raise ValueError("image_token_mask expects a batch of one sample")
+        return self.image_mask_from_ids(model.config, input_ids[0])
+
+    def image_mask_from_ids(self, config, input_ids: torch.Tensor) -> torch.Tensor:
+        """(L,) bool from one sample's (L,) token ids and the model config."""
         raise NotImplementedError
+
+    def pool_tensors(self, inputs: dict) -> dict[str, torch.Tensor]:
+        """The per-sample tensors a calibration pool stores for a batch-1 encoding."""
+        missing = [
+            k for k in (*self.batched_inputs, *self.unbatched_inputs) if k not in inputs
+        ]
+        if missing:
+            raise KeyError(
+                f"{self.family} adapter: processor output lacks {missing} "
+                f"(has {sorted(inputs)})"
+            )
+        kept = {k: inputs[k][0] for k in self.batched_inputs}
+        kept.update({k: inputs[k] for k in self.unbatched_inputs})
+        return kept
+
+    def forward_inputs(
+        self, tensors: dict, device=None, dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Stored pool tensors -> keyword arguments of the model's forward (batch 1)."""
+        inputs = {k: tensors[k][None] for k in self.batched_inputs}
+        inputs.update({k: tensors[k] for k in self.unbatched_inputs})
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        for key, value in inputs.items():
+            cast = dtype if key in self.float_inputs else None
+            inputs[key] = value.to(device=device, dtype=cast)
+        return inputs
 
     def chat_text(
         self, processor, turns: Sequence[tuple[str, str]], generation: bool

@@ -27,11 +27,8 @@ class LlavaAdapter(ModelAdapter):
     def decoder_layers(self, model) -> torch.nn.ModuleList:
         return self.language_model(model).layers
 
-    def image_token_mask(self, model, inputs: dict) -> torch.Tensor:
-        input_ids = inputs["input_ids"]
-        if input_ids.shape[0] != 1:
-            raise ValueError("image_token_mask expects a batch of one sample")
-        return input_ids[0] == model.config.image_token_id
+    def image_mask_from_ids(self, config, input_ids: torch.Tensor) -> torch.Tensor:
+        return input_ids == config.image_token_id
 
     def last_token_attention(self, layer, hidden: torch.Tensor, layer_kwargs: dict):
         """input_layernorm -> q/k projections -> Llama RoPE -> last query row."""
