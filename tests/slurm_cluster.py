@@ -1,16 +1,16 @@
 """A throwaway single-node SLURM cluster (munged + slurmctld + slurmd) for tests.
 
-Everything lives under one temporary root; the daemons are child processes of the test
-run, stopped by pid. Two partitions share the node: `cpu` (default) and `gpu`, which has
-two fake GPUs (GRES backed by /dev/null-like character devices). The node advertises more
-CPUs and memory than the machine has (`SlurmdParameters=config_overrides`) so the real
-profile's requests are accepted; the fake GPUs (one per prune/evaluate job) are what keep
-concurrency low.
+Everything lives under one temporary root; the daemons are child processes of the
+test run, stopped by pid. Two partitions share the node: `cpu` (default) and `gpu`,
+with two fake GPUs (GRES backed by /dev/null-like character devices). The node
+advertises more CPUs and memory than the machine has (`SlurmdParameters=
+config_overrides`) so the real profile's requests are accepted; the two fake GPUs (one
+per prune/evaluate job) are what keep concurrency low.
 
 The SLURM executor plugin strips every SLURM_* variable inside a job before its nested
-`srun`, so SLURM_CONF cannot point at the temporary config: /etc/slurm/slurm.conf is made
-a symlink to it for the cluster's lifetime. Hence at most one test cluster per machine,
-and none when a real /etc/slurm/slurm.conf exists. See shared/slurm.md for the measurements.
+`srun`, so SLURM_CONF cannot point at the temporary config: /etc/slurm/slurm.conf is
+made a symlink to it for the cluster's lifetime. Hence at most one test cluster per
+machine, and none when a real /etc/slurm/slurm.conf exists (see shared/slurm.md).
 """
 
 from __future__ import annotations

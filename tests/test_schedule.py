@@ -1,15 +1,16 @@
-"""New models on a schedule: adding one model to the config plans only that model's jobs.
+"""New models on a schedule: adding a model to the config plans only that model's jobs.
 
 No model is trained: the smoke config's outputs are stood in by placeholders and
 `snakemake --touch --forceall` records them as a finished run (timestamps and the
 provenance metadata Snakemake uses to detect changed params/inputs), which is what a
-finished run, or a fresh clone after `dvc pull` + `--touch`, looks like to `snakemake -n`.
+finished run, or a fresh clone after `dvc pull` + `--touch`, looks like to
+`snakemake -n`.
 Then a second model entry is added and the dry run must plan exactly the new model's
 jobs, plus the table that gathers every model.
 
-Measured on Snakemake 9.27: without that metadata (placeholders or outputs copied without
-.snakemake/), the dry run plans nothing at all for the new model, because the existing
-table is newer than every input that exists.
+Measured on Snakemake 9.27: without that metadata (placeholders, or outputs copied
+without .snakemake/), the dry run plans nothing at all for the new model, because the
+existing table is newer than every input that exists.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ FILE_SUFFIXES = {".json", ".jsonl", ".csv", ".md", ".png"}
 
 
 def stand_in_outputs(workdir: Path, jobs: list[dict], configfile: str) -> None:
-    """Create every planned output as a placeholder and record them as a finished run."""
+    """Create every planned output as a placeholder; record them as a finished run."""
     for out in (workdir / o for job in jobs for o in job["output"]):
         if out.suffix in FILE_SUFFIXES:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -94,12 +95,14 @@ def test_adding_a_model_plans_only_its_jobs(tmp_path):
     spec["train"]["seed"] = 1
     config["models"][new_model] = spec
     # sort_keys=False: a reordered dict param would itself trigger reruns.
-    (workdir / "config/two_models.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    two_models = yaml.safe_dump(config, sort_keys=False)
+    (workdir / "config/two_models.yaml").write_text(two_models)
 
     jobs = dry_run(workdir, "config/two_models.yaml")
     per_model = [j for j in jobs if j["rule"] not in GATHER_RULES]
     assert {j["wildcards"].get("model") for j in per_model} == {new_model}, per_model
     assert not [j for j in jobs if j["rule"] in SHARED_RULES]
+
     # Exactly one new model's worth of jobs: the same rule counts as the base run had,
     # without the shared world.
     def counts(job_list):
