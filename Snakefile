@@ -36,6 +36,7 @@ rule all:
 
 
 include: "rules/data.smk"
+include: "rules/download.smk"
 include: "rules/model.smk"
 include: "rules/calibration.smk"
 include: "rules/prune.smk"

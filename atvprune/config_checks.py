@@ -35,6 +35,8 @@ def check_config(config: dict) -> None:
                     raise ValueError(
                         f"config models.{name}.{key} is required for source 'hub'"
                     )
+    if config["profile"] == "paper":
+        _check_paper(config)
     for run, spec in config["methods"].items():
         try:
             build_pruner(spec)
@@ -62,3 +64,26 @@ def _check_architecture(name: str, architecture: dict) -> None:
             f"config models.{name}.architecture: unknown key(s) {unknown}; "
             f"known: {sorted(known)}"
         )
+
+
+def _check_paper(config: dict) -> None:
+    """The paper profile fetches its inputs: every one needs a hub id or a local copy.
+
+    Revisions may still be placeholders here (a dry run needs none); the download jobs
+    refuse to run until they are commit hashes (atvprune.hub.require_revision)."""
+    if "source" not in config["calibration"]:
+        raise ValueError(
+            "config calibration.source is required for profile 'paper' (the hub "
+            "dataset the calibration conversations are drawn from)"
+        )
+    for name, spec in config["models"].items():
+        if spec["source"] != "hub":
+            raise ValueError(
+                f"config models.{name}.source must be 'hub' for profile 'paper'"
+            )
+    for name, source in config["benchmarks"].items():
+        if not source.get("local_path") and "revision" not in source:
+            raise ValueError(
+                f"config benchmarks.{name}: profile 'paper' needs a pinned `revision` "
+                f"or a `local_path`"
+            )

@@ -18,6 +18,6 @@ rule calibration_pool:
         runtime=30,
     params:
         model_spec=lambda wc: config["models"][wc.model],
-        calibration=config["calibration"],
+        calibration=lambda wc: calibration_spec(wc.model),
     script:
         "../scripts/calibration_pool.py"

@@ -70,7 +70,7 @@ def dvc_tracked():
     made tracking a third of the embedded default's run time."""
     if not config.get("dvc", {}).get("track", False):
         return []
-    data = ["data/world.dvc"] if EMBEDDED else []
+    data = ["data/world.dvc"] if EMBEDDED else [f"{d}.dvc" for d in downloaded_data()]
     models = [f"data/models/{m}.dvc" for m in MODELS]
     pools = [f"data/calib/{m}/{POOL}.dvc" for m in MODELS]
     ckpts = [f"results/ckpt/{m}.dvc" for m in MODELS if len(RUNS) > 1]
@@ -86,12 +86,47 @@ def checkpoint_dir(wildcards):
 
 
 def benchmark_data(wildcards):
+    """The local copy a benchmark is read from: the mini world, or (paper profile) its
+    `local_path`, which rules/download.smk fills when it is data/raw/benchmarks/<name>.
+    Without a local_path the evaluator reads the hub (or the HF cache) itself."""
     source = config["benchmarks"][wildcards.benchmark]
-    return ["data/world"] if EMBEDDED and "local_path" in source else []
+    if EMBEDDED:
+        return ["data/world"] if "local_path" in source else []
+    return [source["local_path"]] if source.get("local_path") else []
 
 
 def calibration_source(wildcards):
     return ["data/world"] if EMBEDDED else [f"data/raw/{POOL}"]
+
+
+def calibration_seed(model):
+    """The pool's draw seed: `models.<model>.calibration_seed` (the paper uses 42 in
+    the TAMP codebase for LLaVA-NeXT and 21 for Qwen), else `calibration.seed`."""
+    return config["models"][model].get(
+        "calibration_seed", config["calibration"]["seed"]
+    )
+
+
+def calibration_spec(model):
+    """The `calibration` section with the model's own draw seed."""
+    return {**config["calibration"], "seed": calibration_seed(model)}
+
+
+def calibration_seeds():
+    """Every draw seed some model uses (the calibration download keeps their images)."""
+    return sorted({calibration_seed(m) for m in MODELS})
+
+
+def downloaded_data():
+    """Paper profile: the hub downloads the DAG writes under data/raw/."""
+    if EMBEDDED:
+        return []
+    benchmarks = [
+        source["local_path"]
+        for source in config["benchmarks"].values()
+        if source.get("local_path", "").startswith("data/raw/benchmarks/")
+    ]
+    return [f"data/raw/{POOL}"] + benchmarks
 
 
 def method_module(run_method):
