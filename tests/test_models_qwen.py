@@ -239,3 +239,18 @@ def test_engine_prunes_end_to_end_and_model_still_generates(
         batch_size=2,
     )
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+def test_generation_batches_use_lmms_evals_pixel_bounds(tiny):
+    """24x40 image. qwen2_vl wrapper (min 3136 px): upscaled by sqrt(3136 / 960) to
+    48x80 -> a 12x20 patch grid. qwen2_5_vl chat wrapper (min 200704 px): 352x584 ->
+    88x146. Calibration keeps the processor defaults (6x10 here)."""
+    _, processor, family = tiny
+    adapter = get_adapter(family)
+    batch = adapter.encode_for_generation(
+        processor, [image(0, 24, 40)], ["<|vision_start|><|image_pad|><|vision_end|>"]
+    )
+    expected = {"qwen2_vl": [[1, 12, 20]], "qwen2_5_vl": [[1, 88, 146]]}[family]
+    assert batch["image_grid_thw"].tolist() == expected
+    calibration = adapter.encode(processor, image(0, 24, 40), "<|image_pad|>")
+    assert calibration["image_grid_thw"].tolist() == [[1, 6, 10]]

@@ -145,7 +145,24 @@ class ModelAdapter:
         )
 
     def encode(self, processor, image: Image.Image, text: str) -> dict:
+        """A calibration sample (processor defaults, as the official pruning code)."""
         return processor(images=[image], text=[text], return_tensors="pt")
+
+    # Image-processor settings of lmms-eval's wrapper for this family at evaluation
+    # time (benchmarks.md 10); empty = the checkpoint's own processor defaults.
+    eval_processor_kwargs: dict = {}
+
+    def encode_for_generation(
+        self, processor, images: Sequence[Image.Image], texts: Sequence[str]
+    ) -> dict:
+        """A left-padded evaluation batch, lmms-eval wrapper's image settings."""
+        return processor(
+            images=list(images),
+            text=list(texts),
+            return_tensors="pt",
+            padding=True,
+            **self.eval_processor_kwargs,
+        )
 
     def capture_layer_inputs(self, model, inputs: dict) -> CapturedSample:
         """Run the full multimodal forward up to decoder layer 0 and keep its inputs."""

@@ -32,6 +32,8 @@ class Qwen2VLAdapter(ModelAdapter):
     # dimension; image_grid_thw is (n_images, 3).
     batched_inputs = ("input_ids",)
     unbatched_inputs = ("pixel_values", "image_grid_thw")
+    # lmms-eval 0.4 `qwen2_vl` wrapper: far below Qwen2-VL's own default pixel cap.
+    eval_processor_kwargs = {"min_pixels": 3136, "max_pixels": 602112}
 
     def __init__(self, true_mrope: bool = False):
         self.true_mrope = bool(true_mrope)
@@ -110,6 +112,8 @@ class Qwen2_5_VLAdapter(Qwen2VLAdapter):
     # lmms-eval 0.4 resolves `--model qwen2_5_vl` to its chat wrapper, which applies
     # no `until` truncation (benchmarks.md 10).
     applies_until = False
+    # lmms-eval 0.4 `qwen2_5_vl` chat wrapper.
+    eval_processor_kwargs = {"min_pixels": 200704, "max_pixels": 1605632}
 
     def model_class(self):
         from transformers import Qwen2_5_VLForConditionalGeneration
