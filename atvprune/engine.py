@@ -116,6 +116,10 @@ def prune_model(
     kwargs = [s.layer_kwargs for s in samples]
     if pruner.needs_calibration and not samples:
         raise ValueError(f"method {pruner.name!r} needs calibration samples, got none")
+    with torch.no_grad():
+        whole_model = pruner.prepare(
+            layers, samples, lambda layer, h, kw: adapter.run_layer(layer, h, kw), pattern
+        )
     records = []
     mask_hashes = {}
     zeros_all = numel_all = 0
@@ -169,6 +173,7 @@ def prune_model(
         "method": pruner.name,
         "pattern": pattern.label,
         "n_calibration_samples": len(samples),
+        **whole_model,
         "layers": records,
         "overall_sparsity": round(zeros_all / numel_all, 6) if numel_all else 0.0,
         "mask_sha256": mask_hashes,

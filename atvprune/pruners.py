@@ -20,6 +20,11 @@ class Pruner:
     name = "base"
     needs_calibration = True
 
+    def prepare(self, layers, samples, run_dense, pattern: SparsityPattern) -> dict:
+        """Called once before the layer loop (for whole-model decisions such as DAS's
+        per-Linear sparsities); returns numbers for prune_stats.json."""
+        return {}
+
     def start_layer(self, ctx: LayerContext) -> None:
         self.ctx = ctx
 
@@ -217,6 +222,72 @@ class TampPruner(WandaPruner):
         return _ScalerStatistic(linear, choose, unit_per_token=True)
 
 
+class TampDasPruner(TampPruner):
+    """TAMP with its diversity-aware layer-wise sparsity (DAS, methods.md 5.3).
+
+    Before pruning, the *dense* model runs layer by layer on the calibration samples;
+    every Linear's output gives the density terms (m_vv, m_tt, m_vt) as a running mean
+    over samples, and the Linear's score is ``(1-m_vv) + (1-m_tt) + (1-m_vt)``. The
+    budget loop (`methods.das_allocate`, max_s = s + 0.1, each Linear its own group)
+    turns the scores into one sparsity per Linear; pruning is then TAMP's (AMIA tokens,
+    Wanda rows) at that sparsity. DAS allocates unstructured sparsity, so N:M patterns
+    are refused (TAMP's N:M rows are uniform by construction)."""
+
+    name = "tamp_das"
+    MAX_SPARSITY_MARGIN = 0.1  # the TAMP script's --max_sparsity_per_layer s+0.1
+
+    def prepare(self, layers, samples, run_dense, pattern):
+        if pattern.prune_n:
+            raise ValueError(
+                f"method 'tamp_das' allocates unstructured per-Linear sparsities; "
+                f"N:M pattern {pattern.label} is not supported (use 'tamp')"
+            )
+        from atvprune.engine import find_linears  # engine imports this module's base
+
+        keys, numels, scores = [], [], []
+        hidden = [s.hidden for s in samples]
+        for i, layer in enumerate(layers):
+            linears = find_linears(layer)
+            sums = {name: torch.zeros(3, dtype=torch.float64) for name in linears}
+            current = {"mask": None}
+            handles = []
+            for name, linear in linears.items():
+
+                def hook(module, args, output, name=name):
+                    d = methods.modality_density(output[0], current["mask"])
+                    sums[name] += torch.tensor([d.m_vv, d.m_tt, d.m_vt])
+
+                handles.append(linear.register_forward_hook(hook))
+            outputs = []
+            try:
+                for sample, h in zip(samples, hidden, strict=True):
+                    current["mask"] = sample.image_mask
+                    outputs.append(run_dense(layer, h, sample.layer_kwargs))
+            finally:
+                for handle in handles:
+                    handle.remove()
+            hidden = outputs
+            for name, linear in linears.items():
+                m_vv, m_tt, m_vt = (sums[name] / len(samples)).tolist()
+                keys.append(f"layer{i}.{name}")
+                numels.append(linear.weight.numel())
+                scores.append(methods.das_score(m_vv, m_tt, m_vt))
+        max_sparsity = min(1.0, pattern.sparsity + self.MAX_SPARSITY_MARGIN)
+        allocated = methods.das_allocate(
+            numels, scores, pattern.sparsity, max_sparsity
+        )
+        self.sparsity_of = dict(zip(keys, allocated, strict=True))
+        return {
+            "das_max_sparsity": max_sparsity,
+            "das_scores": {k: round(v, 6) for k, v in zip(keys, scores, strict=True)},
+            "das_sparsity": {k: round(v, 6) for k, v in self.sparsity_of.items()},
+        }
+
+    def prune(self, name, linear, statistic, pattern):
+        sparsity = self.sparsity_of[f"layer{self.ctx.index}.{name}"]
+        return methods.wanda_mask(linear.weight.data, statistic.scaler.value, sparsity)
+
+
 class SparseGptPruner(Pruner):
     """OBS reconstruction with the running Hessian 2/N sum X^T X (IST-DASLab)."""
 
@@ -261,10 +332,10 @@ def build_pruner(spec: dict, seed: int = 0, adapter=None) -> Pruner:
     key = spec.pop("method", None)
     if key not in PRUNERS:
         raise KeyError(f"unknown method {key!r}; known methods: {', '.join(PRUNERS)}")
-    if key == "tamp":
+    if key in ("tamp", "tamp_das"):
         if spec:
-            raise KeyError(f"method 'tamp' takes no parameters, got {sorted(spec)}")
-        return TampPruner(adapter)
+            raise KeyError(f"method {key!r} takes no parameters, got {sorted(spec)}")
+        return TampPruner(adapter) if key == "tamp" else TampDasPruner(adapter)
     return PRUNERS[key](spec, seed)
 
 
@@ -300,6 +371,7 @@ PRUNERS = {
     "wanda": _no_params(WandaPruner),
     "sparsegpt": lambda params, seed: SparseGptPruner(**params),
     "tamp": None,  # built in build_pruner: it needs the model adapter
+    "tamp_das": None,
     "atv": _atv("adaptive"),
     "atv_drift_fixed": _atv("drift_fixed"),
     "atv_random_fixed": _atv("random_fixed"),

@@ -247,3 +247,65 @@ def test_sparsegpt_updates_kept_weights_from_the_hessian(fresh_model, tiny_pool)
     assert torch.allclose(after, expected_weight, atol=1e-5)
     kept = ~expected_mask
     assert not torch.allclose(after[kept], before[kept])  # OBS moved the survivors
+
+
+def test_tamp_das_allocates_per_linear_sparsity_from_dense_density(
+    fresh_model, tiny_pool
+):
+    model, _, adapter = fresh_model
+    samples = capture(model, adapter, tiny_pool)
+    # Independent DAS scores: every Linear's output on the dense model's own hidden
+    # states (output_hidden_states), density terms averaged over samples.
+    layers = adapter.decoder_layers(model)
+    expected_scores = {}
+    with torch.no_grad():
+        for sample in samples:
+            hidden = sample.hidden
+            for i, layer in enumerate(layers):
+                outputs = {}
+                handles = [
+                    lin.register_forward_hook(
+                        lambda m, a, o, n=name: outputs.__setitem__(n, o[0])
+                    )
+                    for name, lin in find_linears(layer).items()
+                ]
+                hidden_next = adapter.run_layer(layer, hidden, sample.layer_kwargs)
+                for h in handles:
+                    h.remove()
+                for name, y in outputs.items():
+                    d = methods.modality_density(y, sample.image_mask)
+                    key = f"layer{i}.{name}"
+                    total = expected_scores.get(key, 0.0)
+                    expected_scores[key] = total + methods.das_score(
+                        d.m_vv, d.m_tt, d.m_vt
+                    ) / len(samples)
+                hidden = hidden_next
+    pruner = build_pruner({"method": "tamp_das"}, adapter=adapter)
+    stats = prune_model(
+        model, adapter, samples, pruner, SparsityPattern.parse("0.5"), progress=False
+    )
+    assert stats["das_max_sparsity"] == pytest.approx(0.6)
+    assert set(stats["das_scores"]) == set(expected_scores)
+    for key, value in expected_scores.items():
+        assert stats["das_scores"][key] == pytest.approx(value, abs=1e-5)
+    allocated = stats["das_sparsity"]
+    assert max(allocated.values()) <= 0.6 + 1e-9
+    # Scores differ across Linears, so the allocation is not uniform...
+    assert max(allocated.values()) - min(allocated.values()) > 0.01
+    for record in stats["layers"]:
+        linears = find_linears(layers[record["layer"]])
+        for name, achieved in record["linears"].items():
+            # ...and each Linear is pruned per row to its own allocated sparsity:
+            # int(in_features * s) weights of every row.
+            in_features = linears[name].in_features
+            per_row = int(in_features * allocated[f"layer{record['layer']}.{name}"])
+            assert achieved == pytest.approx(per_row / in_features, abs=1e-6)
+    assert stats["overall_sparsity"] == pytest.approx(0.5, abs=0.03)
+
+
+def test_tamp_das_refuses_nm_patterns(fresh_model, tiny_pool):
+    model, _, adapter = fresh_model
+    samples = capture(model, adapter, tiny_pool)
+    pruner = build_pruner({"method": "tamp_das"}, adapter=adapter)
+    with pytest.raises(ValueError, match="tamp_das.*2:4"):
+        prune_model(model, adapter, samples, pruner, SparsityPattern.parse("2:4"))
