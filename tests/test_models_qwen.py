@@ -254,3 +254,27 @@ def test_generation_batches_use_lmms_evals_pixel_bounds(tiny):
     assert batch["image_grid_thw"].tolist() == expected
     calibration = adapter.encode(processor, image(0, 24, 40), "<|image_pad|>")
     assert calibration["image_grid_thw"].tolist() == [[1, 6, 10]]
+
+
+def test_load_from_a_saved_directory_without_torchvision(tiny, pool, tmp_path):
+    """adapter.load assembles the processor itself: AutoProcessor would demand the
+    torchvision-only video processor. The loaded pair encodes and runs like the
+    original."""
+    model, processor, family = tiny
+    adapter = get_adapter(family)
+    model.save_pretrained(tmp_path)
+    processor.image_processor.save_pretrained(tmp_path)
+    processor.tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "chat_template.jinja").write_text(processor.chat_template)
+    loaded, loaded_processor = adapter.load(tmp_path, "float32")
+    assert type(loaded) is type(model)
+    assert type(loaded_processor) is type(processor)
+    turns = [("user", "describe the image"), ("assistant", "a red circle")]
+    text = adapter.chat_text(loaded_processor, turns, generation=False)
+    assert text == adapter.chat_text(processor, turns, generation=False)
+    again = adapter.encode(loaded_processor, image(0, 24, 40), text)
+    first = adapter.encode(processor, image(0, 24, 40), text)
+    assert all(torch.equal(again[k], first[k]) for k in first)
+    inputs = adapter.forward_inputs(adapter.pool_tensors(first))
+    with torch.no_grad():
+        assert torch.equal(loaded(**inputs).logits, model(**inputs).logits)

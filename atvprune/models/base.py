@@ -85,13 +85,16 @@ class ModelAdapter:
 
     def load(self, path, dtype: str = "float32"):
         """(model, processor) from a `save_pretrained` directory, in eval mode."""
-        from transformers import AutoProcessor
-
         model = self.model_class().from_pretrained(
             path, torch_dtype=getattr(torch, dtype)
         )
         model.eval()
-        return model, AutoProcessor.from_pretrained(path)
+        return model, self.load_processor(path)
+
+    def load_processor(self, path):
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(path)
 
     def decoder_layers(self, model) -> torch.nn.ModuleList:
         raise NotImplementedError

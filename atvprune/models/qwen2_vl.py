@@ -18,10 +18,39 @@ ablation. Evaluation always runs the full model, so the flag only affects prunin
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 from atvprune.methods import last_token_attention
 from atvprune.models.base import CapturedSample, ModelAdapter
+
+
+def no_video_processor():
+    """A stand-in for the processor's video part. transformers' Qwen video processor
+    needs torchvision, which the pinned environment does not ship; images never use
+    it and the processor only checks its type."""
+    from transformers import BaseVideoProcessor
+
+    class NoVideoProcessor(BaseVideoProcessor):
+        def __init__(self):
+            pass
+
+        def __call__(self, *args, **kwargs):
+            raise NotImplementedError("video inputs are not supported here")
+
+    return NoVideoProcessor()
+
+
+def saved_chat_template(path: Path) -> str | None:
+    """The chat template saved beside a processor (jinja file or legacy JSON)."""
+    path = Path(path)
+    if (path / "chat_template.jinja").exists():
+        return (path / "chat_template.jinja").read_text()
+    if (path / "chat_template.json").exists():
+        return json.loads((path / "chat_template.json").read_text())["chat_template"]
+    return None
 
 
 class Qwen2VLAdapter(ModelAdapter):
@@ -42,6 +71,25 @@ class Qwen2VLAdapter(ModelAdapter):
         from transformers import Qwen2VLForConditionalGeneration
 
         return Qwen2VLForConditionalGeneration
+
+    def processor_class(self):
+        from transformers import Qwen2VLProcessor
+
+        return Qwen2VLProcessor
+
+    def load_processor(self, path):
+        """Image processor + tokenizer + chat template from `path`, assembled without
+        AutoProcessor (which insists on the torchvision-only video processor). The
+        slow `Qwen2VLImageProcessor` is used; the fast one also needs torchvision."""
+        from transformers import AutoTokenizer, Qwen2VLImageProcessor
+
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return self.processor_class()(
+            image_processor=Qwen2VLImageProcessor.from_pretrained(path),
+            tokenizer=tokenizer,
+            video_processor=no_video_processor(),
+            chat_template=saved_chat_template(path) or tokenizer.chat_template,
+        )
 
     def language_model(self, model) -> torch.nn.Module:
         return model.model.language_model
@@ -119,6 +167,11 @@ class Qwen2_5_VLAdapter(Qwen2VLAdapter):
         from transformers import Qwen2_5_VLForConditionalGeneration
 
         return Qwen2_5_VLForConditionalGeneration
+
+    def processor_class(self):
+        from transformers import Qwen2_5_VLProcessor
+
+        return Qwen2_5_VLProcessor
 
     def _apply_rope(self, query, key, cos, sin, mrope_section):
         from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (

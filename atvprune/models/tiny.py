@@ -161,11 +161,9 @@ def tiny_llava_next(seed: int = 0, layers: int = 2):
 def tiny_qwen(version: str = "2", seed: int = 0, layers: int = 2):
     """(model, processor): Qwen2-VL (`version="2"`) or Qwen2.5-VL (`"2.5"`) with a
     4-px patch, 2x2 merge and a 4-head GQA decoder with mRoPE sections [1, 1, 2]."""
-    from transformers import (
-        BaseVideoProcessor,
-        Qwen2TokenizerFast,
-        Qwen2VLImageProcessor,
-    )
+    from transformers import Qwen2TokenizerFast, Qwen2VLImageProcessor
+
+    from atvprune.models.qwen2_vl import no_video_processor
 
     if version not in ("2", "2.5"):
         raise ValueError(f"unknown Qwen-VL version {version!r}; use '2' or '2.5'")
@@ -183,12 +181,6 @@ def tiny_qwen(version: str = "2", seed: int = 0, layers: int = 2):
         min_pixels=8 * 8,
         max_pixels=32 * 32,
     )
-
-    # The real video processor needs torchvision; images never use it, and the
-    # processor only checks its type.
-    class _NoVideo(BaseVideoProcessor):
-        def __init__(self):
-            pass
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     text = {
@@ -252,7 +244,7 @@ def tiny_qwen(version: str = "2", seed: int = 0, layers: int = 2):
     processor = processor_class(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        video_processor=_NoVideo(),
+        video_processor=no_video_processor(),
         chat_template=QWEN_TEMPLATE,
     )
     torch.manual_seed(seed)
