@@ -1,5 +1,6 @@
 # Datasets. Embedded profile: the synthetic mini world (all nine benchmark formats, training
-# conversations and the calibration source) generated from one seed.
+# conversations and the calibration source) generated from one seed. Paper profile: the hub
+# downloads in rules/download.smk.
 
 
 rule world:
