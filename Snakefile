@@ -33,6 +33,7 @@ rule all:
         "results/table1.md",
         "results/figures/accuracy_vs_sparsity.png",
         "results/figures/atv_layers.png",
+        ["results/table_ablation.csv", "results/figures/ablation.png"] if ABLATION else [],
 
 
 include: "rules/data.smk"
@@ -42,4 +43,5 @@ include: "rules/calibration.smk"
 include: "rules/prune.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/ablation.smk"
 include: "rules/dvc.smk"

@@ -11,7 +11,6 @@ from atvprune.engine import SparsityPattern
 def check_config(config: dict) -> None:
     from atvprune.benchmarks import BENCHMARKS
     from atvprune.models import ADAPTERS
-    from atvprune.pruners import build_pruner
 
     for name, spec in config["models"].items():
         if spec["family"] not in ADAPTERS:
@@ -37,19 +36,44 @@ def check_config(config: dict) -> None:
                     )
     if config["profile"] == "paper":
         _check_paper(config)
+    _check_patterns("sparsities", config["sparsities"])
     for run, spec in config["methods"].items():
-        try:
-            build_pruner(spec)
-        except (KeyError, ValueError, TypeError) as error:
-            raise ValueError(f"config methods.{run}: {error}") from None
-    for pattern in config["sparsities"]:
-        try:
-            SparsityPattern.parse(pattern)
-        except ValueError as error:
-            raise ValueError(f"config sparsities: {error}") from None
+        _check_method(f"methods.{run}", spec, config["sparsities"])
+    ablation = config.get("ablation")
+    if ablation:
+        _check_patterns("ablation.pattern", [ablation["pattern"]])
+        for row, spec in ablation["policies"].items():
+            _check_method(f"ablation.policies.{row}", spec, [ablation["pattern"]])
     for name in config["benchmarks"]:
         if name not in BENCHMARKS:
             raise ValueError(f"config benchmarks.{name}: unknown benchmark")
+
+
+def _check_patterns(key: str, patterns) -> None:
+    for pattern in patterns:
+        try:
+            SparsityPattern.parse(pattern)
+        except ValueError as error:
+            raise ValueError(f"config {key}: {error}") from None
+
+
+def _check_method(key: str, spec: dict, default_patterns) -> None:
+    from atvprune.pruners import build_pruner
+
+    params = {k: v for k, v in spec.items() if k != "sparsities"}
+    try:
+        build_pruner(params)
+    except (KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"config {key}: {error}") from None
+    patterns = spec.get("sparsities", default_patterns)
+    _check_patterns(f"{key}.sparsities", patterns)
+    if spec["method"] == "tamp_das":
+        nm = [p for p in patterns if SparsityPattern.parse(p).prune_n]
+        if nm:
+            raise ValueError(
+                f"config {key}: 'tamp_das' allocates unstructured sparsity per Linear; "
+                f"N:M pattern(s) {nm} cannot be used (give it `sparsities` without N:M)"
+            )
 
 
 def _check_architecture(name: str, architecture: dict) -> None:

@@ -37,9 +37,72 @@ TRAINED_MODELS = [m for m in MODELS if config["models"][m]["source"] == "train"]
 HUB_MODELS = [m for m in MODELS if config["models"][m]["source"] == "hub"]
 METHODS = list(config["methods"])
 PATTERNS = [pattern_tag(p) for p in config["sparsities"]]
+
+
+def method_patterns(method):
+    """Path tags of a table method's patterns (its own `sparsities`, else the global)."""
+    own = config["methods"][method].get("sparsities", config["sparsities"])
+    return [pattern_tag(p) for p in own]
+
+
+def ablation_rows():
+    """Rows of results/table_ablation.csv: (row kind, row label, run-method name, spec).
+
+    A row whose spec equals a table method's reuses that method's run (Wanda = "all
+    tokens", ATV alpha 1 = the adaptive row), so no pruning job is run twice."""
+    ablation = config.get("ablation")
+    if not ablation:
+        return []
+    wanted = [
+        ("policy", name, spec) for name, spec in ablation["policies"].items()
+    ] + [
+        ("alpha", f"{alpha:g}", {"method": "atv", "alpha": float(alpha)})
+        for alpha in ablation["alphas"]
+    ]
+    table_specs = {
+        m: {k: v for k, v in s.items() if k != "sparsities"}
+        for m, s in config["methods"].items()
+    }
+    rows = []
+    for kind, label, spec in wanted:
+        same = [m for m, s in table_specs.items() if _same_spec(s, spec)]
+        if same:
+            method = same[0]
+        elif kind == "policy":
+            method = f"abl_{label}"
+        else:
+            method = "abl_alpha_" + label.replace(".", "p")
+        rows.append((kind, label, method, spec))
+    return rows
+
+
+def _same_spec(a, b):
+    defaults = {"alpha": 1.0} if a.get("method") == "atv" else {}
+    return {**defaults, **a} == {**defaults, **b}
+
+
+ABLATION = ablation_rows()
+ABLATION_PATTERN = pattern_tag(config["ablation"]["pattern"]) if ABLATION else None
+# Every pruning method the DAG knows: the table's, then the ablation-only ones.
+METHOD_SPECS = {
+    **{m: dict(s) for m, s in config["methods"].items()},
+    **{
+        method: {**spec, "sparsities": [config["ablation"]["pattern"]]}
+        for _, _, method, spec in ABLATION
+        if method not in config["methods"]
+    },
+}
+
+
+def method_params(method):
+    """A method entry as build_pruner takes it (without the DAG-only `sparsities`)."""
+    return {k: v for k, v in METHOD_SPECS[method].items() if k != "sparsities"}
 BENCHMARKS = list(config["benchmarks"])
 POOL = config["calibration"]["pool"]
-RUNS = ["dense"] + [f"{m}_s{p}" for m in METHODS for p in PATTERNS]
+# The table's runs; the ablation adds its own (ALL_RUNS is what the DAG prunes).
+RUNS = ["dense"] + [f"{m}_s{p}" for m in METHODS for p in method_patterns(m)]
+ABLATION_RUNS = [f"{method}_s{ABLATION_PATTERN}" for _, _, method, _ in ABLATION]
+ALL_RUNS = RUNS + [r for r in dict.fromkeys(ABLATION_RUNS) if r not in RUNS]
 
 
 def one_of(names):
@@ -50,14 +113,14 @@ def one_of(names):
 
 
 def checkpoints():
-    return [f"results/ckpt/{m}/{r}" for m in MODELS for r in RUNS if r != "dense"]
+    return [f"results/ckpt/{m}/{r}" for m in MODELS for r in ALL_RUNS if r != "dense"]
 
 
-def eval_metrics():
+def eval_metrics(runs=None):
     return [
         f"results/eval/{m}/{r}/{b}.json"
         for m in MODELS
-        for r in RUNS
+        for r in (RUNS if runs is None else runs)
         for b in BENCHMARKS
     ]
 
@@ -73,7 +136,7 @@ def dvc_tracked():
     data = ["data/world.dvc"] if EMBEDDED else [f"{d}.dvc" for d in downloaded_data()]
     models = [f"data/models/{m}.dvc" for m in MODELS]
     pools = [f"data/calib/{m}/{POOL}.dvc" for m in MODELS]
-    ckpts = [f"results/ckpt/{m}.dvc" for m in MODELS if len(RUNS) > 1]
+    ckpts = [f"results/ckpt/{m}.dvc" for m in MODELS if len(ALL_RUNS) > 1]
     evals = [f"results/eval/{m}.dvc" for m in MODELS]
     return data + models + pools + ckpts + evals
 
@@ -86,13 +149,18 @@ def checkpoint_dir(wildcards):
 
 
 def benchmark_data(wildcards):
-    """The local copy a benchmark is read from: the mini world, or (paper profile) its
-    `local_path`, which rules/download.smk fills when it is data/raw/benchmarks/<name>.
-    Without a local_path the evaluator reads the hub (or the HF cache) itself."""
-    source = config["benchmarks"][wildcards.benchmark]
-    if EMBEDDED:
-        return ["data/world"] if "local_path" in source else []
-    return [source["local_path"]] if source.get("local_path") else []
+    """The local copies the benchmarks are read from: the mini world, or (paper
+    profile) each `local_path`, which rules/download.smk fills when it is
+    data/raw/benchmarks/<name>. Without a local_path the evaluator reads the hub (or the
+    HF cache) itself."""
+    paths = []
+    for name in BENCHMARKS:
+        source = config["benchmarks"][name]
+        if EMBEDDED:
+            paths += ["data/world"] if "local_path" in source else []
+        elif source.get("local_path"):
+            paths.append(source["local_path"])
+    return sorted(set(paths))
 
 
 def calibration_source(wildcards):
@@ -131,8 +199,13 @@ def downloaded_data():
 
 def method_module(run_method):
     """The module holding a method's tensor math (an input of its prune jobs)."""
-    key = config["methods"][run_method]["method"]
-    stem = "atv" if key.startswith("atv") else key.removesuffix("_row")
+    key = METHOD_SPECS[run_method]["method"]
+    if key.startswith("atv"):
+        stem = "atv"
+    elif key.startswith("tamp"):
+        stem = "tamp"
+    else:
+        stem = key.removesuffix("_row")
     return f"atvprune/methods/{stem}.py"
 
 
@@ -147,7 +220,12 @@ def run_spec(run):
 def atv_checkpoints():
     """Checkpoints of ATV runs (their prune_stats.json feed the per-layer figure)."""
     atv = [m for m, spec in config["methods"].items() if spec["method"] == "atv"]
-    return [f"results/ckpt/{m}/{a}_s{p}" for m in MODELS for a in atv for p in PATTERNS]
+    return [
+        f"results/ckpt/{m}/{a}_s{p}"
+        for m in MODELS
+        for a in atv
+        for p in method_patterns(a)
+    ]
 
 
 def dvc_inputs(wildcards):
@@ -156,11 +234,11 @@ def dvc_inputs(wildcards):
     artefact = wildcards.artefact
     for model in MODELS:
         if artefact == f"results/ckpt/{model}":
-            return [f"results/ckpt/{model}/{r}" for r in RUNS if r != "dense"]
+            return [f"results/ckpt/{model}/{r}" for r in ALL_RUNS if r != "dense"]
         if artefact == f"results/eval/{model}":
             return [
                 f"results/eval/{model}/{r}/{b}.{ext}"
-                for r in RUNS
+                for r in ALL_RUNS
                 for b in BENCHMARKS
                 for ext in ("json", "jsonl")
             ]

@@ -25,7 +25,7 @@ rule prune:
         runtime=240 if not EMBEDDED else 20,
     params:
         model_spec=lambda wc: config["models"][wc.model],
-        method_spec=lambda wc: config["methods"][wc.method],
+        method_spec=lambda wc: method_params(wc.method),
         pattern=lambda wc: pattern_from_tag(wc.pattern),
         n_samples=config["calibration"]["n_samples"],
         seed=config["calibration"]["seed"],

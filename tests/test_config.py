@@ -91,3 +91,24 @@ def test_env_pins_equal_requirements():
         text = env.read_text()
         for name, version in re.findall(r"-\s+([A-Za-z0-9_.-]+)==([0-9][^\s]*)", text):
             assert pins.get(name.lower()) == version, f"{env.name}: {name}=={version}"
+
+
+def test_tamp_das_with_nm_pattern_is_refused_naming_the_run():
+    config = load("smoke.yaml")
+    config["methods"]["das"] = {"method": "tamp_das"}
+    config["sparsities"] = ["0.6", "2:4"]
+    with pytest.raises(ValueError, match=r"methods\.das.*2:4"):
+        checked(config)
+    config["methods"]["das"]["sparsities"] = ["0.6"]
+    checked(config)
+
+
+def test_ablation_policy_with_unknown_parameter_is_named():
+    config = load("smoke.yaml")
+    config["ablation"] = {
+        "pattern": "0.6",
+        "policies": {"rand": {"method": "atv_random_fixed", "ratio": 0.1, "k": 3}},
+        "alphas": [0, 1],
+    }
+    with pytest.raises(ValueError, match=r"ablation\.policies\.rand.*'k'"):
+        checked(config)

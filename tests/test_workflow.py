@@ -57,12 +57,7 @@ def snakemake(
 def smoke_run(tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
     result = snakemake(
-        workdir,
-        "--cores",
-        "2",
-        "results/table1.csv",
-        "--configfile",
-        "config/smoke.yaml",
+        workdir, "--cores", "2", "all", "--configfile", "config/smoke.yaml"
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
@@ -139,3 +134,25 @@ def test_two_clean_runs_give_identical_outputs(smoke_run, tmp_path):
     for predictions in sorted((smoke_run / "results/eval").rglob("*.jsonl")):
         twin = again / predictions.relative_to(smoke_run)
         assert predictions.read_bytes() == twin.read_bytes(), predictions
+
+
+def test_ablation_table_rows_and_alpha_zero_equals_text_only(smoke_run):
+    rows = read_table(smoke_run / "results/table_ablation.csv")
+    assert [(r["ablation"], r["row"]) for r in rows] == [
+        ("reference", "dense"),
+        ("policy", "text_only"),
+        ("policy", "adaptive"),
+        ("alpha", "0"),
+        ("alpha", "1"),
+    ]
+    by_row = {(r["ablation"], r["row"]): r for r in rows}
+    # The adaptive policy and alpha = 1 are one run (no pruning job twice).
+    assert by_row[("policy", "adaptive")]["run"] == "atv_s0.6"
+    assert by_row[("alpha", "1")]["run"] == "atv_s0.6"
+    assert float(by_row[("alpha", "0")]["visual_tokens_per_sample"]) == 0.0
+    assert float(by_row[("alpha", "1")]["visual_tokens_per_sample"]) > 0.0
+    ckpt = smoke_run / "results/ckpt/tiny-llava"
+    text_only = json.loads((ckpt / "abl_text_only_s0.6/prune_stats.json").read_text())
+    alpha_zero = json.loads((ckpt / "abl_alpha_0_s0.6/prune_stats.json").read_text())
+    assert text_only["mask_sha256"] == alpha_zero["mask_sha256"]
+    assert (smoke_run / "results/figures/ablation.png").stat().st_size > 10_000
