@@ -14,6 +14,7 @@ they are computed exactly as in Table 1. Next to them:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,6 @@ from atvprune.report import (
     _new_figure,
     _save_png,
     build_table,
-    load_prune_stats,
     write_table_csv,
 )
 
@@ -43,9 +43,11 @@ POLICY_WORDS = {
 def mean_visual_tokens(prune_stats_path: Path) -> float | None:
     """Mean over layers of the per-sample mean visual-token budget, or None when the
     run's policy records no budget (every visual token is used)."""
-    stats = load_prune_stats(prune_stats_path)
-    ks = [layer.k_mean for layer in stats.layers]
-    if any(k is None for k in ks):
+    # Read directly: report.load_prune_stats insists on ATV's drift, which the
+    # drift-free policies (text-only, random) do not record.
+    layers = json.loads(Path(prune_stats_path).read_text())["layers"]
+    ks = [layer.get("k_mean") for layer in layers]
+    if not ks or any(k is None for k in ks):
         return None
     return sum(ks) / len(ks)
 
@@ -120,6 +122,8 @@ def plot_ablation(df: pd.DataFrame, path: Path) -> None:
         # alpha = 0 has no place on a log axis; a symlog axis keeps it.
         right.plot(sweep["alpha"], sweep[AVERAGE_COLUMN], marker="o", color="tab:red")
         right.set_xscale("symlog", linthresh=0.5)
+        right.set_xticks(list(sweep["alpha"]))
+        right.set_xticklabels([f"{a:g}" for a in sweep["alpha"]])
         for alpha, average, tokens in zip(
             sweep["alpha"], sweep[AVERAGE_COLUMN], sweep["visual_tokens_per_sample"],
             strict=True,

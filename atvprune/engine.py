@@ -80,6 +80,31 @@ class LayerContext:
     record: dict = field(default_factory=dict)  # per-layer numbers for prune_stats.json
 
 
+def prefix_inputs(
+    hidden: torch.Tensor, layer_kwargs: dict, length: int
+) -> tuple[torch.Tensor, dict]:
+    """The first `length` tokens of one sample's layer inputs (batch 1, no padding).
+
+    Under causal attention a token's layer output depends only on the tokens up to it,
+    so running the layer on this prefix gives the same outputs for those tokens (ATV's
+    drift only needs the visual ones, which sit early in every chat template). Sliced:
+    the sequence axis of position ids, cache positions, rotary cos/sin and a 4-D mask.
+    """
+    sliced = {}
+    for key, value in layer_kwargs.items():
+        if value is None:
+            sliced[key] = None
+        elif key == "attention_mask":
+            sliced[key] = value[..., :length, :length]
+        elif key == "position_embeddings":
+            sliced[key] = tuple(part[..., :length, :] for part in value)
+        elif key in ("position_ids", "cache_position"):
+            sliced[key] = value[..., :length]
+        else:
+            raise KeyError(f"prefix_inputs: no slicing rule for layer input {key!r}")
+    return hidden[:, :length], sliced
+
+
 def find_linears(layer: torch.nn.Module) -> dict[str, torch.nn.Linear]:
     """Every nn.Linear (exact type) inside a decoder layer, in definition order."""
     return {

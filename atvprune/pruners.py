@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from atvprune import methods
-from atvprune.engine import LayerContext, SparsityPattern
+from atvprune.engine import LayerContext, SparsityPattern, prefix_inputs
 
 
 class Pruner:
@@ -171,8 +171,11 @@ class AtvPruner(WandaPruner):
         for hidden, kw, mask in zip(
             ctx.inputs, ctx.layer_kwargs, ctx.image_masks, strict=True
         ):
-            out = ctx.run_dense(hidden, kw)
-            x_in, x_out = hidden[0][mask], out[0][mask]
+            # Only the prefix up to the last visual token is run: causal attention
+            # makes the visual tokens' outputs independent of the text after them.
+            length = int(mask.nonzero().max()) + 1 if mask.any() else 0
+            out = ctx.run_dense(*prefix_inputs(hidden, kw, length))
+            x_in, x_out = hidden[0, :length][mask[:length]], out[0][mask[:length]]
             if self.policy.drift_dtype == "float32":
                 x_in, x_out = x_in.float(), x_out.float()
             drifts.append(methods.visual_drift(x_in, x_out).float())

@@ -26,6 +26,7 @@ METHODS = {
     "atv": {"method": "atv", "alpha": 1.0},
     "sparsegpt": {"method": "sparsegpt"},
     "tamp": {"method": "tamp"},
+    "tamp_das": {"method": "tamp_das"},
 }
 
 

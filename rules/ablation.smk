@@ -4,8 +4,10 @@
 
 rule table_ablation:
     input:
-        metrics=eval_metrics(["dense"] + ABLATION_RUNS),
-        checkpoints=[f"results/ckpt/{m}/{r}" for m in MODELS for r in ABLATION_RUNS],
+        metrics=eval_metrics(["dense", *dict.fromkeys(ABLATION_RUNS)]),
+        checkpoints=[
+            f"results/ckpt/{m}/{r}" for m in MODELS for r in dict.fromkeys(ABLATION_RUNS)
+        ],
         ablation_code="atvprune/ablation.py",
     output:
         csv=report("results/table_ablation.csv", category="Tables"),

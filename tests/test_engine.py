@@ -309,3 +309,19 @@ def test_tamp_das_refuses_nm_patterns(fresh_model, tiny_pool):
     pruner = build_pruner({"method": "tamp_das"}, adapter=adapter)
     with pytest.raises(ValueError, match="tamp_das.*2:4"):
         prune_model(model, adapter, samples, pruner, SparsityPattern.parse("2:4"))
+
+
+def test_prefix_inputs_reproduce_the_full_layer_outputs(fresh_model, tiny_pool):
+    model, _, adapter = fresh_model
+    layer = adapter.decoder_layers(model)[0]
+    from atvprune.engine import prefix_inputs
+
+    for sample in capture(model, adapter, tiny_pool):
+        full = adapter.run_layer(layer, sample.hidden, sample.layer_kwargs)
+        length = int(sample.image_mask.nonzero().max()) + 1
+        assert length < sample.hidden.shape[1]  # text follows the image
+        prefix = adapter.run_layer(
+            layer, *prefix_inputs(sample.hidden, sample.layer_kwargs, length)
+        )
+        assert prefix.shape[1] == length
+        torch.testing.assert_close(prefix[0], full[0, :length], atol=1e-6, rtol=1e-5)
