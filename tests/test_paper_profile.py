@@ -358,3 +358,10 @@ def test_calibration_pool_rule_runs_on_the_downloaded_source(
         records[k]["id"] for k in official
     ]
     assert all(s["n_image_tokens"] == 52 for s in manifest["samples"])
+
+
+def test_local_gpu_profile_caps_gpu_jobs_at_one():
+    profile = yaml.safe_load((REPO / "profiles/local-gpu/config.yaml").read_text())
+    assert profile["resources"] == {"gpu": 1}
+    assert profile["cores"] >= 8  # one 8-thread GPU job plus light CPU jobs
+    assert profile["rerun-incomplete"] is True
