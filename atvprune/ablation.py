@@ -97,7 +97,9 @@ def build_ablation_table(
         "run": "dense",
         "calibration_tokens": "",
         "visual_tokens_per_sample": None,
-        **{c: dense.iloc[0][c] for c in [*benchmarks, AVERAGE_COLUMN, RETENTION_COLUMN]},
+        **{
+            c: dense.iloc[0][c] for c in [*benchmarks, AVERAGE_COLUMN, RETENTION_COLUMN]
+        },
     }
     return pd.DataFrame([dense_line, *lines])
 
@@ -125,12 +127,20 @@ def plot_ablation(df: pd.DataFrame, path: Path) -> None:
         right.set_xticks(list(sweep["alpha"]))
         right.set_xticklabels([f"{a:g}" for a in sweep["alpha"]])
         for alpha, average, tokens in zip(
-            sweep["alpha"], sweep[AVERAGE_COLUMN], sweep["visual_tokens_per_sample"],
+            sweep["alpha"],
+            sweep[AVERAGE_COLUMN],
+            sweep["visual_tokens_per_sample"],
             strict=True,
         ):
             label = "" if tokens is None or math.isnan(tokens) else f"{tokens:g} tok"
-            right.annotate(label, (alpha, average), textcoords="offset points",
-                           xytext=(0, 6), ha="center", fontsize="small")
+            right.annotate(
+                label,
+                (alpha, average),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize="small",
+            )
         right.axhline(dense_average, color="black", linestyle="--")
     right.set_xlabel("ATV alpha")
     right.set_ylabel("average score (0-100)")

@@ -143,7 +143,10 @@ def prune_model(
         raise ValueError(f"method {pruner.name!r} needs calibration samples, got none")
     with torch.no_grad():
         whole_model = pruner.prepare(
-            layers, samples, lambda layer, h, kw: adapter.run_layer(layer, h, kw), pattern
+            layers,
+            samples,
+            lambda layer, h, kw: adapter.run_layer(layer, h, kw),
+            pattern,
         )
     records = []
     mask_hashes = {}

@@ -256,7 +256,7 @@ class TampDasPruner(TampPruner):
             handles = []
             for name, linear in linears.items():
 
-                def hook(module, args, output, name=name):
+                def hook(module, args, output, name=name, sums=sums, current=current):
                     d = methods.modality_density(output[0], current["mask"])
                     sums[name] += torch.tensor([d.m_vv, d.m_tt, d.m_vt])
 
@@ -276,9 +276,7 @@ class TampDasPruner(TampPruner):
                 numels.append(linear.weight.numel())
                 scores.append(methods.das_score(m_vv, m_tt, m_vt))
         max_sparsity = min(1.0, pattern.sparsity + self.MAX_SPARSITY_MARGIN)
-        allocated = methods.das_allocate(
-            numels, scores, pattern.sparsity, max_sparsity
-        )
+        allocated = methods.das_allocate(numels, scores, pattern.sparsity, max_sparsity)
         self.sparsity_of = dict(zip(keys, allocated, strict=True))
         return {
             "das_max_sparsity": max_sparsity,

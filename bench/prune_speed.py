@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
+from atvprune import methods
 from atvprune.calibration import capture, load_pool
-from atvprune.engine import SparsityPattern, prune_model
+from atvprune.engine import SparsityPattern, find_linears, prune_model
 from atvprune.models import get_adapter
 from atvprune.pruners import build_pruner
 from atvprune.world.tiny_llava import TinyLlavaSpec, build_model
@@ -31,14 +32,19 @@ METHODS = {
 
 
 def time_methods(model, adapter, pool, repeats: int) -> dict[str, float]:
+    """Median wall time of the engine's layer loop per method (capture excluded), plus
+    the plain reference loop (`reference_prune`) for Wanda and ATV."""
     times = {}
-    for name, spec in METHODS.items():
-        runs = []
-        for _ in range(repeats):
+    runs_of = {
+        name: []
+        for name in [*METHODS, "wanda (reference loop)", "atv (reference loop)"]
+    }
+    for _ in range(repeats):
+        for name, spec in METHODS.items():
             work = copy.deepcopy(model)
-            started = time.perf_counter()
             samples = capture(work, adapter, pool)
             pruner = build_pruner(spec, adapter=adapter)
+            started = time.perf_counter()
             prune_model(
                 work,
                 adapter,
@@ -47,17 +53,76 @@ def time_methods(model, adapter, pool, repeats: int) -> dict[str, float]:
                 SparsityPattern.parse("0.5"),
                 progress=False,
             )
-            runs.append(time.perf_counter() - started)
+            runs_of[name].append(time.perf_counter() - started)
+        for name, alpha in (("wanda", None), ("atv", 1.0)):
+            work = copy.deepcopy(model)
+            samples = capture(work, adapter, pool)
+            started = time.perf_counter()
+            reference_prune(work, adapter, samples, 0.5, alpha)
+            runs_of[f"{name} (reference loop)"].append(time.perf_counter() - started)
+    for name, runs in runs_of.items():
         times[name] = statistics.median(runs)
     return times
 
 
+def reference_prune(model, adapter, samples, sparsity, alpha=None) -> None:
+    """The public code's per-layer loop written plainly (methods.md 1.3, 6): a dense
+    drift pass (ATV only), a dense hook pass that stores every Linear input, masks,
+    then a pruned pass for the next layer's inputs. alpha None = Wanda."""
+    layers = adapter.decoder_layers(model)
+    inputs = [s.hidden for s in samples]
+    masks = [s.image_mask for s in samples]
+    kwargs = [s.layer_kwargs for s in samples]
+    with torch.no_grad():
+        for layer in layers:
+            index = None
+            if alpha is not None:
+                outputs = [
+                    adapter.run_layer(layer, h, kw)
+                    for h, kw in zip(inputs, kwargs, strict=True)
+                ]
+                _, _, index = methods.atv_select(
+                    [h[0] for h in inputs], [o[0] for o in outputs], masks, alpha
+                )
+            linears = find_linears(layer)
+            seen = {name: [] for name in linears}
+            handles = [
+                module.register_forward_hook(
+                    lambda m, a, o, n=name, seen=seen: seen[n].append(a[0][0].clone())
+                )
+                for name, module in linears.items()
+            ]
+            for h, kw in zip(inputs, kwargs, strict=True):
+                adapter.run_layer(layer, h, kw)
+            for handle in handles:
+                handle.remove()
+            for name, linear in linears.items():
+                tokens = seen[name]
+                if index is not None:
+                    tokens = [
+                        methods.calibration_tokens(x, masks[j], index[j])
+                        for j, x in enumerate(tokens)
+                    ]
+                scaler = methods.scaler_row(tokens)
+                mask = methods.wanda_mask(linear.weight.data, scaler, sparsity)
+                linear.weight.data[mask] = 0
+            inputs = [
+                adapter.run_layer(layer, h, kw)
+                for h, kw in zip(inputs, kwargs, strict=True)
+            ]
+
+
 def report(label: str, n_params: int, times: dict[str, float]) -> None:
-    print(f"\n{label} ({n_params / 1e6:.2f} M parameters)")
+    print(
+        f"\n{label} ({n_params / 1e6:.2f} M parameters; layer loop, capture excluded)"
+    )
     for name, seconds in times.items():
-        print(f"  {name:10s} {seconds:8.3f} s")
-    print(f"  ATV/Wanda       {times['atv'] / times['wanda']:.2f}x")
-    print(f"  SparseGPT/Wanda {times['sparsegpt'] / times['wanda']:.2f}x")
+        print(f"  {name:24s} {seconds:8.3f} s")
+    print(f"  ATV/Wanda                {times['atv'] / times['wanda']:.2f}x")
+    print(f"  SparseGPT/Wanda          {times['sparsegpt'] / times['wanda']:.2f}x")
+    for name in ("wanda", "atv"):
+        speedup = times[f"{name} (reference loop)"] / times[name]
+        print(f"  {name} reference loop / engine {speedup:.2f}x")
 
 
 def main() -> None:

@@ -265,7 +265,9 @@ def test_tamp_das_allocates_per_linear_sparsity_from_dense_density(
                 outputs = {}
                 handles = [
                     lin.register_forward_hook(
-                        lambda m, a, o, n=name: outputs.__setitem__(n, o[0])
+                        lambda m, a, o, n=name, outputs=outputs: outputs.__setitem__(
+                            n, o[0]
+                        )
                     )
                     for name, lin in find_linears(layer).items()
                 ]
