@@ -199,6 +199,7 @@ class SlurmCluster:
                 capture_output=True,
                 timeout=STOP_TIMEOUT,
             )
+            self._wait_for_no_running_jobs()
         for _name, process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -208,9 +209,39 @@ class SlurmCluster:
                     process.kill()
                     process.wait()
         self.processes.clear()
+        self._kill_stray_step_daemons()
         if self.linked and SYSTEM_CONF.is_symlink():
             SYSTEM_CONF.unlink()
         self.linked = False
+
+    def _wait_for_no_running_jobs(self) -> None:
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            result = subprocess.run(
+                ["squeue", "-h", "--states=RUNNING,COMPLETING,PENDING", "-o", "%i"],
+                capture_output=True,
+                text=True,
+            )
+            if result.returncode != 0 or not result.stdout.strip():
+                return
+            time.sleep(0.5)
+
+    def _kill_stray_step_daemons(self) -> None:
+        """slurmstepd detaches from slurmd: one of a job still running at shutdown
+        would outlive the cluster. Ours carry SLURM_CONF=<our slurm.conf>; kill those,
+        by pid."""
+        marker = f"SLURM_CONF={self.conf}".encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if not (proc / "cmdline").read_bytes().startswith(b"slurmstepd"):
+                    continue
+                if marker not in (proc / "environ").read_bytes().split(b"\0"):
+                    continue
+                os.kill(int(proc.name), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
 
     # -- queries -------------------------------------------------------------------
     def jobs(self, name: str) -> list[dict]:
