@@ -7,6 +7,7 @@ rule train_model:
         world="data/world",
         model_code="atvprune/world/tiny_llava.py",
         train_code="atvprune/world/train.py",
+        data_code="atvprune/world/instruct.py",
     output:
         directory("data/models/{model}"),
     log:

@@ -16,7 +16,7 @@ from atvprune.world.tiny_llava import (
     build_tokenizer,
     count_parameters,
 )
-from atvprune.world.train import TrainSettings, train
+from atvprune.world.train import TrainSettings, focus_settings, train
 from atvprune.world.vision_pretrain import VisionPretrainSettings, pretrain_vision
 
 
@@ -43,6 +43,23 @@ def main(world_dir: str, out_dir: str, spec: dict, threads: int, log_path=None) 
             vision_curve = pretrain_vision(
                 model, processor, vision_settings, log=log.info
             )
+        focus_curve = []
+        if spec.get("focus_stage"):
+            focus = spec["focus_stage"]
+            focus_examples = training_examples(
+                Path(world_dir), tasks=tuple(focus["tasks"]), conversations=False
+            )
+            log.info(
+                "focus stage: %d examples of %s", len(focus_examples), focus["tasks"]
+            )
+            focus_curve = train(
+                model,
+                processor,
+                focus_examples,
+                focus_settings(settings, focus["steps"]),
+                log=log.info,
+            )
+            model.train()
         curve = train(model, processor, examples, settings, log=log.info)
         with atomic_dir(Path(out_dir)) as tmp:
             model.save_pretrained(tmp)
@@ -58,6 +75,8 @@ def main(world_dir: str, out_dir: str, spec: dict, threads: int, log_path=None) 
                 "train": spec["train"],
                 "vision_pretrain": spec.get("vision_pretrain"),
                 "vision_pretrain_curve": vision_curve,
+                "focus_stage": spec.get("focus_stage"),
+                "focus_stage_curve": focus_curve,
                 "loss_curve": curve,
                 "wall_time_s": round(time.perf_counter() - started, 1),
                 "environment": environment(),

@@ -99,7 +99,7 @@ def test_nothing_left_to_do_after_the_run(smoke_run):
 
 def test_every_artefact_has_its_record(smoke_run):
     ckpt = smoke_run / "results/ckpt/tiny-llava/atv_s0.6"
-    for name in ("prune_stats.json", "provenance.json", "config.json"):
+    for name in ("prune_stats.json", "provenance.json", "checkpoint.json"):
         assert (ckpt / name).exists(), name
     predictions = smoke_run / "results/eval/tiny-llava/dense/pope.jsonl"
     assert predictions.read_text().count("\n") > 10
@@ -122,10 +122,14 @@ def test_two_clean_runs_give_identical_outputs(smoke_run, tmp_path):
     """Same config, fresh directory: byte-identical table, masks and predictions."""
     again = copy_workflow(tmp_path)
     result = snakemake(
-        again, "--cores", "2", "results/table1.csv", "--configfile", "config/smoke.yaml"
+        again, "--cores", "2", "all", "--configfile", "config/smoke.yaml"
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    for name in ("results/table1.csv", "results/table1.md"):
+    for name in (
+        "results/table1.csv",
+        "results/table1.md",
+        "results/table_ablation.csv",
+    ):
         assert (smoke_run / name).read_bytes() == (again / name).read_bytes(), name
     for stats in sorted((smoke_run / "results/ckpt").rglob("prune_stats.json")):
         first = json.loads(stats.read_text())["mask_sha256"]

@@ -321,6 +321,14 @@ def ask_position_of_shape(scene: Scene, rng: np.random.Generator) -> QA | None:
     return QA(f"where is the {shape}?", cell, "position", others(CELLS, cell), shape)
 
 
+def ask_which_present(scene: Scene, rng: np.random.Generator) -> QA:
+    """Multiple-choice presence: one shape of the scene against absent shapes only, so
+    exactly one option is right (every scene leaves at least two shapes absent)."""
+    present = [s for s in SHAPES if s in scene.shapes_present()]
+    absent = tuple(s for s in SHAPES if s not in scene.shapes_present())
+    return QA("which shape is in the image?", pick(rng, present), "presence", absent)
+
+
 def ask_count_shape(scene: Scene, rng: np.random.Generator) -> QA | None:
     # Mostly present shapes; sometimes an absent one (answer "0").
     present = [s for s in SHAPES if s in scene.shapes_present()]
@@ -914,24 +922,28 @@ def pope_k(scene: Scene) -> int:
 # --- 6. scienceqa_img -----------------------------------------------------------
 
 _SQA_FAMILIES = (
+    ask_which_present,
     ask_shape_at_cell,
     ask_colour_of_shape,
     ask_position_of_shape,
     ask_count_all,
 )
 _SQA_TOPIC = {
+    "presence": "shapes",
     "shape": "shapes",
     "color": "colors",
     "position": "positions",
     "count": "counting",
 }
 _SQA_SKILL = {
+    "presence": "Identify shapes",
     "shape": "Identify shapes",
     "color": "Identify colors",
     "position": "Find positions",
     "count": "Count shapes",
 }
 _SQA_LECTURE = {
+    "presence": "Look at every part of the picture to see which shapes it shows.",
     "shape": "A shape can be a circle, a square, a triangle, a cross, a diamond or a "
     "ring.",
     "color": "Each shape in the picture has one color.",
@@ -990,8 +1002,14 @@ _MMBENCH_CATEGORIES: dict[str, tuple[str, str]] = {
     "position": ("object_localization", "Fine-grained Perception (single-instance)"),
     "shape": ("spatial_relationship", "Fine-grained Perception (cross-instance)"),
     "number": ("ocr", "Fine-grained Perception (single-instance)"),
+    "presence": ("image_scene", "Coarse Perception"),
 }
-_MMBENCH_FAMILIES = (ask_colour_of_shape, ask_position_of_shape, ask_number)
+_MMBENCH_FAMILIES = (
+    ask_which_present,
+    ask_colour_of_shape,
+    ask_position_of_shape,
+    ask_number,
+)
 
 
 def _ask_mmbench(scene: Scene, rng: np.random.Generator) -> QA | None:
@@ -1169,11 +1187,13 @@ _MMMU_SUBJECTS: dict[str, tuple[QAFamily, str]] = {
     "Math": (ask_count_all, "Counting"),
     "Art": (ask_colour_of_shape, "Colors"),
     "Geography": (ask_position_of_shape, "Positions"),
+    "Biology": (ask_which_present, "Shapes"),
 }
 _MMMU_QUESTIONS = {
     "Math": "How many shapes are there in <image 1>?",
     "Art": "What color is the {subject} in <image 1>?",
     "Geography": "Where is the {subject} in <image 1>?",
+    "Biology": "Which shape is in <image 1>?",
 }
 
 

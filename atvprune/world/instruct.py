@@ -73,10 +73,13 @@ def conversation_examples(world_dir: Path, split: str = "train") -> list[Example
 
 
 def training_examples(
-    world_dir: Path, tasks=tuple(BENCHMARKS), max_turns_per_image: int = 1
+    world_dir: Path,
+    tasks=tuple(BENCHMARKS),
+    max_turns_per_image: int = 1,
+    conversations: bool = True,
 ) -> list[Example]:
     """Every training example, in a fixed order (the trainer shuffles with its seed)."""
-    examples = conversation_examples(world_dir)
+    examples = conversation_examples(world_dir) if conversations else []
     for task in tasks:
         examples.extend(benchmark_examples(world_dir, task, max_turns_per_image))
     return examples

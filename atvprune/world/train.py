@@ -8,6 +8,7 @@ format that calibration and evaluation use. The loss covers assistant tokens onl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +47,14 @@ class TrainSettings:
     # After vision pre-training the tower stays frozen, as in LLaVA's instruction
     # tuning.
     freeze_vision_tower: bool = False
+
+
+def focus_settings(settings: TrainSettings, steps: int) -> TrainSettings:
+    """The focus stage: same optimiser settings, `steps` long, constant learning rate
+    after the warm-up (the main stage's cosine decay follows it), its own data order."""
+    return dataclasses.replace(
+        settings, steps=steps, min_lr_ratio=1.0, seed=settings.seed + 1
+    )
 
 
 def encode_example(processor, example: Example) -> tuple[list[int], list[int]]:
