@@ -55,11 +55,28 @@ def skip_reason() -> str | None:
             f"SLURM/munge binaries missing: {', '.join(missing)} "
             "(apt-get install slurmctld slurmd munge slurm-client)"
         )
-    if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
-        return f"a real SLURM configuration exists at {SYSTEM_CONF}; not touching it"
     if SYSTEM_CONF.is_symlink():
-        return f"{SYSTEM_CONF} is already a symlink (another test cluster running?)"
+        if not stale_link():
+            target = SYSTEM_CONF.resolve()
+            return f"{SYSTEM_CONF} links to a running test cluster ({target})"
+    elif SYSTEM_CONF.exists():
+        return f"a real SLURM configuration exists at {SYSTEM_CONF}; not touching it"
     return None
+
+
+def stale_link() -> bool:
+    """True when /etc/slurm/slurm.conf is a symlink left by a test cluster that is gone
+    (killed test run): its target is missing or its slurmctld is not running."""
+    if not SYSTEM_CONF.is_symlink():
+        return False
+    target = SYSTEM_CONF.resolve()
+    pid_file = target.parent / "run" / "slurmctld.pid"
+    if not target.exists() or not pid_file.exists():
+        return True
+    try:
+        return not Path(f"/proc/{int(pid_file.read_text().split()[0])}").exists()
+    except (ValueError, IndexError):
+        return True
 
 
 def free_port() -> int:
@@ -178,6 +195,8 @@ class SlurmCluster:
         )
         self._wait("the munge socket", self.munge_socket.exists)
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
+        if stale_link():
+            SYSTEM_CONF.unlink()
         SYSTEM_CONF.symlink_to(self.conf)
         self.linked = True
         self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
