@@ -1,13 +1,16 @@
 """Rule prune: one (model, method, sparsity pattern) run of the layer-wise engine.
-Output: a `save_pretrained` checkpoint, `prune_stats.json` and `provenance.json`."""
+Output: a delta checkpoint over the base model (packed masks, or sparse values for
+methods that update weights; see atvprune/checkpoint.py), `prune_stats.json` and
+`provenance.json`."""
 
 import argparse
 import json
 from pathlib import Path
 
 from atvprune.calibration import capture, load_pool
+from atvprune.checkpoint import save_pruned
 from atvprune.engine import SparsityPattern, prune_model
-from atvprune.io import atomic_dir, dumps, environment, git_commit, set_seed, sha256_dir
+from atvprune.io import dumps, environment, git_commit, set_seed, sha256_dir
 from atvprune.models import get_adapter
 from atvprune.pruners import build_pruner
 from atvprune.runlog import log_to
@@ -32,7 +35,8 @@ def main(
         pattern = SparsityPattern.parse(pattern_text)
         adapter = get_adapter(model_spec["family"])
         pruner = build_pruner(method_spec, seed=seed, adapter=adapter)
-        model, processor = adapter.load(model_dir, model_spec.get("dtype", "float32"))
+        dtype = model_spec.get("dtype", "float32")
+        model, _ = adapter.load(model_dir, dtype)
         samples = []
         if pruner.needs_calibration:
             samples = capture(
@@ -54,24 +58,36 @@ def main(
             stats["overall_sparsity"],
             stats["wall_time_s"],
         )
-        with atomic_dir(Path(out_dir)) as tmp:
-            model.save_pretrained(tmp)
-            processor.save_pretrained(tmp)
-            (tmp / "prune_stats.json").write_text(dumps(stats))
-            provenance = {
-                "base_model": str(model_dir),
-                "base_model_sha256": sha256_dir(Path(model_dir)),
-                "calibration_pool": str(pool_dir),
-                "calibration_pool_sha256": json.loads(
-                    (Path(pool_dir) / "manifest.json").read_text()
-                )["pool_sha256"],
-                "method": method_spec,
-                "pattern": pattern.label,
-                "seed": seed,
-                "git_commit": git_commit(),
-                "environment": environment(),
-            }
-            (tmp / "provenance.json").write_text(dumps(provenance))
+        provenance = {
+            "base_model": str(model_dir),
+            "base_model_sha256": sha256_dir(Path(model_dir)),
+            "calibration_pool": str(pool_dir),
+            "calibration_pool_sha256": json.loads(
+                (Path(pool_dir) / "manifest.json").read_text()
+            )["pool_sha256"],
+            "model_spec": model_spec,
+            "method": method_spec,
+            "pattern": pattern.label,
+            "seed": seed,
+            "git_commit": git_commit(),
+            "environment": environment(),
+        }
+        base_model, _ = adapter.load(model_dir, dtype)
+        manifest = save_pruned(
+            model,
+            base_model,
+            model_dir,
+            out_dir,
+            dtype,
+            model_spec["family"],
+            {"prune_stats.json": dumps(stats), "provenance.json": dumps(provenance)},
+        )
+        log.info(
+            "checkpoint: %d bytes stored vs %d dense (%s)",
+            manifest["bytes"]["stored"],
+            manifest["bytes"]["dense"],
+            ", ".join(sorted(set(manifest["tensors"].values()))),
+        )
 
 
 if "snakemake" in globals():

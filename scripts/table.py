@@ -1,10 +1,12 @@
-"""Rule table: results/table1.csv + Markdown from every per-benchmark metric JSON, and
-the figures (score vs sparsity per method; ATV's per-layer drift and visual-token
-budget)."""
+"""Rule table: results/table1.csv + Markdown from every per-benchmark metric JSON, the
+figures (score vs sparsity per method; ATV's per-layer drift and visual-token budget)
+and results/table1.provenance.json (where every cell came from)."""
 
 import argparse
 from pathlib import Path
 
+from atvprune.io import write_json_atomic
+from atvprune.provenance import build_provenance
 from atvprune.report import (
     TABLE_NOTES,
     build_table,
@@ -26,6 +28,8 @@ def main(
     reported,
     outputs,
     log_path=None,
+    model_specs=None,
+    method_specs=None,
 ) -> None:
     with log_to(log_path) as log:
         reported_csv = Path(reported) if reported and Path(reported).exists() else None
@@ -43,6 +47,17 @@ def main(
             plot_atv_layers(list(prune_stats), Path(outputs["atv_layers"]))
         else:
             plot_placeholder(Path(outputs["atv_layers"]), "no ATV run in this config")
+        if outputs.get("provenance"):
+            provenance = build_provenance(
+                table,
+                metric_files,
+                benchmarks,
+                model_specs or {},
+                method_specs or {},
+                outputs["csv"],
+                reported_csv,
+            )
+            write_json_atomic(Path(outputs["provenance"]), provenance)
         log.info(
             "table with %d rows from %d metric files", len(table), len(metric_files)
         )
@@ -59,6 +74,8 @@ if "snakemake" in globals():
         sm.params.reported,
         dict(sm.output.items()),
         sm.log[0],
+        sm.params.model_specs,
+        sm.params.method_specs,
     )
 elif __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
@@ -75,6 +92,7 @@ elif __name__ == "__main__":
         "markdown": out / "table1.md",
         "accuracy": out / "accuracy_vs_sparsity.png",
         "atv_layers": out / "atv_layers.png",
+        "provenance": out / "table1.provenance.json",
     }
     main(
         args.metric_files,
