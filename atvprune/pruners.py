@@ -166,16 +166,28 @@ class AtvPruner(WandaPruner):
         self.ctx.record["k_mean"] = round(sum(ks) / len(ks), 4) if ks else 0.0
 
     def _dense_drifts(self, ctx: LayerContext) -> list[torch.Tensor]:
-        """1 - cos(layer input, dense layer output) per visual token of every sample."""
-        drifts = []
+        """1 - cos(layer input, dense layer output) per visual token of every sample.
+
+        Only each sample's prefix up to its last visual token is run: causal attention
+        makes the visual tokens' outputs independent of the text after them. Samples
+        whose prefixes share length and layer inputs (same positions, same mask: the
+        usual case, the image sits at a fixed place in the chat template) run as one
+        batch."""
+        prefixes = []
         for hidden, kw, mask in zip(
             ctx.inputs, ctx.layer_kwargs, ctx.image_masks, strict=True
         ):
-            # Only the prefix up to the last visual token is run: causal attention
-            # makes the visual tokens' outputs independent of the text after them.
             length = int(mask.nonzero().max()) + 1 if mask.any() else 0
-            out = ctx.run_dense(*prefix_inputs(hidden, kw, length))
-            x_in, x_out = hidden[0, :length][mask[:length]], out[0][mask[:length]]
+            prefixes.append((*prefix_inputs(hidden, kw, length), mask[:length]))
+        outputs: list[torch.Tensor | None] = [None] * len(prefixes)
+        for group in _same_layer_inputs(prefixes):
+            hidden = torch.cat([prefixes[j][0] for j in group])
+            out = ctx.run_dense(hidden, prefixes[group[0]][1])
+            for row, j in enumerate(group):
+                outputs[j] = out[row]
+        drifts = []
+        for (hidden, _, mask), out in zip(prefixes, outputs, strict=True):
+            x_in, x_out = hidden[0][mask], out[mask]
             if self.policy.drift_dtype == "float32":
                 x_in, x_out = x_in.float(), x_out.float()
             drifts.append(methods.visual_drift(x_in, x_out).float())
@@ -192,6 +204,43 @@ class AtvPruner(WandaPruner):
             linear,
             lambda j, x, y: methods.calibration_tokens(x, masks[j], self.indices[j]),
         )
+
+
+def _same_layer_inputs(prefixes) -> list[list[int]]:
+    """Indices of prefixes grouped by equal length and equal layer keyword inputs."""
+    groups: list[list[int]] = []
+    for j, (hidden, kwargs, _) in enumerate(prefixes):
+        for group in groups:
+            first_hidden, first_kwargs, _ = prefixes[group[0]]
+            if first_hidden.shape == hidden.shape and _equal(first_kwargs, kwargs):
+                group.append(j)
+                break
+        else:
+            groups.append([j])
+    return groups
+
+
+def _equal(a, b) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and bool(torch.equal(a, b))
+        )
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(_equal(a[k], b[k]) for k in a)
+        )
+    if isinstance(a, tuple | list):
+        return (
+            isinstance(b, tuple | list)
+            and len(a) == len(b)
+            and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+        )
+    return a == b
 
 
 class TampPruner(WandaPruner):

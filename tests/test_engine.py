@@ -327,3 +327,36 @@ def test_prefix_inputs_reproduce_the_full_layer_outputs(fresh_model, tiny_pool):
         )
         assert prefix.shape[1] == length
         torch.testing.assert_close(prefix[0], full[0, :length], atol=1e-6, rtol=1e-5)
+
+
+def test_atv_drift_prefixes_run_as_one_batch_and_match_per_sample(
+    fresh_model, tiny_pool
+):
+    from atvprune.engine import LayerContext, prefix_inputs
+    from atvprune.pruners import _same_layer_inputs
+
+    model, _, adapter = fresh_model
+    samples = capture(model, adapter, tiny_pool)
+    layer = adapter.decoder_layers(model)[0]
+    prefixes = []
+    for s in samples:
+        length = int(s.image_mask.nonzero().max()) + 1
+        prefixes.append((*prefix_inputs(s.hidden, s.layer_kwargs, length), None))
+    # The chat template puts the image at the same place: one batched forward.
+    assert _same_layer_inputs(prefixes) == [list(range(len(samples)))]
+    ctx = LayerContext(
+        index=0,
+        layer=layer,
+        inputs=[s.hidden for s in samples],
+        image_masks=[s.image_mask for s in samples],
+        layer_kwargs=[s.layer_kwargs for s in samples],
+        run_dense=lambda h, kw: adapter.run_layer(layer, h, kw),
+    )
+    pruner = build_pruner({"method": "atv"})
+    batched = pruner._dense_drifts(ctx)
+    with torch.no_grad():
+        for s, drift in zip(samples, batched, strict=True):
+            out = adapter.run_layer(layer, s.hidden, s.layer_kwargs)
+            mask = s.image_mask
+            expected = methods.visual_drift(s.hidden[0][mask], out[0][mask])
+            torch.testing.assert_close(drift, expected, atol=1e-6, rtol=1e-5)
