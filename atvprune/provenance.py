@@ -101,17 +101,12 @@ def _checked_file(path: str, recorded: str, record: Path, what: str) -> dict:
 
 
 def checkpoint_record(checkpoint: str | Path, recorded_sha: str, metric: Path) -> dict:
-    """Identity of the model directory a metric file was scored from."""
+    """Identity of the model directory a metric file was scored from: its records
+    are checked first (a missing field is named), then its hash against `metric`'s."""
     path = Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} named by {metric} does not exist")
-    actual = sha256_dir(path)
-    if actual != recorded_sha:
-        raise ValueError(
-            f"checkpoint {path} has sha256 {actual}, but {metric} was scored from "
-            f"{recorded_sha}; re-run its evaluation"
-        )
-    record: dict[str, Any] = {"path": str(path), "sha256": actual}
+    record: dict[str, Any] = {"path": str(path)}
     manifest = path / "checkpoint.json"
     if manifest.exists():
         data = json.loads(manifest.read_text())
@@ -130,7 +125,13 @@ def checkpoint_record(checkpoint: str | Path, recorded_sha: str, metric: Path) -
         record["mask_sha256"] = stats["mask_sha256"]
         record["overall_sparsity"] = stats["overall_sparsity"]
         record["prune"] = {key: prune[key] for key in PRUNE_PROVENANCE_KEYS}
-    return record
+    actual = sha256_dir(path)
+    if actual != recorded_sha:
+        raise ValueError(
+            f"checkpoint {path} has sha256 {actual}, but {metric} was scored from "
+            f"{recorded_sha}; re-run its evaluation"
+        )
+    return {"sha256": actual, **record}
 
 
 def _reported_rows(reported_csv: Path | None) -> list[dict]:
