@@ -5,8 +5,9 @@ the checkpoint it evaluated (path, sha256, format and size, base model and calib
 pool hashes, per-Linear mask hashes, seed, git commit and package versions of the prune
 job) and, for every benchmark cell, the metric file and the predictions file it was
 scored from (path + sha256), the scoring mode, the dataset identity and the evaluate
-job's git commit and package versions. Derived cells (average, retention, reported,
-delta) name their formula and the reported value's source.
+job's git commit and package versions (a key into the document's `environments`,
+where each distinct set of versions is stored once). Derived cells (average,
+retention, reported, delta) name their formula and the reported value's source.
 
 Nothing is copied on trust: predictions, metric files and checkpoints are hashed again
 and compared with the hashes their records carry, so a file changed after it was scored
@@ -16,6 +17,7 @@ is an error naming it rather than a silently wrong trail.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -165,6 +167,7 @@ def build_provenance(
             key = (data["model"], data["method"], data["pattern"])
             metrics[(*key, data["benchmark"])] = (path, data)
     reported = _reported_rows(Path(reported_csv) if reported_csv else None)
+    environments = _Environments()
     rows = []
     for row in table.to_dict(orient="records"):
         model, method, pattern = row["model"], row["method"], row["pattern"]
@@ -176,6 +179,9 @@ def build_provenance(
                     data["checkpoint"], data["checkpoint_sha256"], path
                 )
                 checkpoint["model_state_sha256"] = data["model_state_sha256"]
+                if "prune" in checkpoint:
+                    prune = checkpoint["prune"]
+                    prune["environment"] = environments.add(prune["environment"])
                 run = data["run"]
             cells[benchmark] = {
                 "value": _number(row[benchmark]),
@@ -190,7 +196,7 @@ def build_provenance(
                 ),
                 "dataset": data["dataset"],
                 "git_commit": data["git_commit"],
-                "environment": data["environment"],
+                "environment": environments.add(data["environment"]),
             }
         rows.append(
             {
@@ -217,9 +223,24 @@ def build_provenance(
         "table": {"path": str(table_path), "sha256": sha256_file(Path(table_path))},
         "benchmarks": list(benchmarks),
         "git_commit": git_commit(),
-        "environment": environment(),
+        "environment": environments.add(environment()),
+        "environments": environments.table,
         "rows": rows,
     }
+
+
+class _Environments:
+    """Package versions and numerics flags are the same for most jobs: each distinct
+    one is stored once under `environments` and referred to by its key."""
+
+    def __init__(self):
+        self.table: dict[str, dict] = {}
+
+    def add(self, env: Mapping[str, Any]) -> str:
+        text = json.dumps(env, sort_keys=True)
+        key = "env-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        self.table[key] = json.loads(text)
+        return key
 
 
 def _derived(row: Mapping, model: str, method: str, pattern: str, reported) -> dict:
