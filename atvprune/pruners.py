@@ -127,6 +127,7 @@ class AtvPruner(WandaPruner):
         n_text = [int((~m).sum()) for m in ctx.image_masks]
         n_img = [int(m.sum()) for m in ctx.image_masks]
         self.indices: list[torch.Tensor] | None = None
+        self._positions: list[torch.Tensor] | None = None
         if policy.kind in ("text_only", "visual_only"):
             if policy.kind == "text_only":
                 self.indices = [torch.zeros(0, dtype=torch.long) for _ in n_img]
@@ -200,10 +201,25 @@ class AtvPruner(WandaPruner):
                 linear,
                 lambda j, x, y: methods.visual_only_tokens(x, masks[j]),
             )
-        return _ScalerStatistic(
-            linear,
-            lambda j, x, y: methods.calibration_tokens(x, masks[j], self.indices[j]),
-        )
+        if self._positions is None:
+            # Once per layer, not per Linear: the same rows of every Linear input.
+            self._positions = [
+                _calibration_positions(mask, index)
+                for mask, index in zip(masks, self.indices, strict=True)
+            ]
+        positions = self._positions
+        return _ScalerStatistic(linear, lambda j, x, y: x.index_select(0, positions[j]))
+
+
+def _calibration_positions(
+    image_mask: torch.Tensor, visual_index: torch.Tensor
+) -> torch.Tensor:
+    """Token positions of `methods.calibration_tokens`: every text position, then the
+    selected visual ones, in that order (so `x.index_select(0, positions)` equals
+    `calibration_tokens(x, image_mask, visual_index)` row for row)."""
+    text = (~image_mask).nonzero().squeeze(1)
+    visual = image_mask.nonzero().squeeze(1)
+    return torch.cat([text, visual[visual_index.to(visual.device)]])
 
 
 def _same_layer_inputs(prefixes) -> list[list[int]]:

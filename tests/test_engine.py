@@ -360,3 +360,16 @@ def test_atv_drift_prefixes_run_as_one_batch_and_match_per_sample(
             mask = s.image_mask
             expected = methods.visual_drift(s.hidden[0][mask], out[0][mask])
             torch.testing.assert_close(drift, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_calibration_positions_select_the_rows_of_calibration_tokens():
+    from atvprune.pruners import _calibration_positions
+
+    mask = torch.tensor([False, True, True, False, True, False])
+    index = torch.tensor([0, 2])  # first and third visual token (positions 1 and 4)
+    positions = _calibration_positions(mask, index)
+    assert positions.tolist() == [0, 3, 5, 1, 4]
+    x = torch.arange(6.0)[:, None].repeat(1, 3)
+    assert torch.equal(
+        x.index_select(0, positions), methods.calibration_tokens(x, mask, index)
+    )
