@@ -154,6 +154,14 @@ def evaluate(
 
     `max_new_tokens` overrides the task's budget (tests only; runs use the task's)."""
     task = bench.TASK
+    if isinstance(docs, datasets.Dataset):
+        # The benchmark's `visuals` decode the images (benchmarks.base.load_rgb), so a
+        # corrupt one is reported with its doc named instead of a bare PIL error.
+        for name, feature in docs.features.items():
+            if isinstance(feature, datasets.Image) and feature.decode:
+                docs = docs.cast_column(name, datasets.Image(decode=False))
+    # Read once: iterating a Dataset again would re-read every image.
+    docs = list(docs)
     prompts, images = [], []
     for doc in docs:
         prompts.append(bench.prompt(doc))

@@ -52,6 +52,12 @@ def sha256_dir(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def dumps(data) -> str:
     """Deterministic JSON text (sorted keys, fixed indentation, trailing newline)."""
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -64,6 +70,9 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
+        # mkstemp creates 0600; a finished output gets the usual umask permissions so
+        # other users of a shared cluster can read it.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -87,6 +96,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     )
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

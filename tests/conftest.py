@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from workflow_tools import copy_workflow, snakemake
 
 from atvprune.calibration import build_pool
 from atvprune.models import get_adapter
@@ -84,3 +85,15 @@ def fresh_model(tiny_llava):
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The smoke config run once per session (target `all`), shared by every test that
+    needs a finished run."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    result = snakemake(
+        workdir, "--cores", "2", "all", "--configfile", "config/smoke.yaml"
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir

@@ -228,12 +228,6 @@ def _run_script(workdir: Path, script: str, *args: str) -> subprocess.CompletedP
 
 
 @pytest.mark.slow  # uses the shared smoke run
-@pytest.mark.xfail(
-    strict=True,
-    reason="atvprune/evaluate.py lets `datasets` decode images while iterating docs, "
-    "so PIL's UnidentifiedImageError names no doc; needs the image columns cast to "
-    "Image(decode=False) so benchmarks.base.load_rgb decodes and names the doc",
-)
 def test_corrupt_image_names_the_doc(tiny_llava, tmp_path, origin):
     from atvprune.benchmarks import BENCHMARKS
     from atvprune.evaluate import evaluate, load_docs

@@ -8,59 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = [
-    "Snakefile",
-    "rules",
-    "scripts",
-    "config",
-    "profiles",
-    "envs",
-    "atvprune",
-]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(
-                source, dest / name, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        else:
-            shutil.copy2(source, dest / name)
-    return dest
-
-
-def snakemake(
-    workdir: Path, *args: str, timeout: int = 600
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SNAKEMAKE, *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    result = snakemake(
-        workdir, "--cores", "2", "all", "--configfile", "config/smoke.yaml"
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
+from workflow_tools import REPO, SNAKEMAKE, copy_workflow, snakemake  # noqa: F401
 
 
 def read_table(path: Path) -> list[dict]:

@@ -1,0 +1,45 @@
+"""Helpers to run the workflow in a temporary copy of the repository (tests only)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = [
+    "Snakefile",
+    "rules",
+    "scripts",
+    "config",
+    "profiles",
+    "envs",
+    "atvprune",
+    "report",
+]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(
+                source, dest / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def snakemake(
+    workdir: Path, *args: str, timeout: int = 1500
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
