@@ -11,6 +11,7 @@ import platform
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,13 @@ def sha256_dir(path: Path) -> str:
             continue
         digest.update(rel.encode() + b"\0" + sha256_file(file).encode() + b"\n")
     return digest.hexdigest()
+
+
+def put_interpreter_tools_on_path() -> None:
+    """Prepend the running interpreter's bin directory (a venv's) to PATH, so that
+    shell commands find its console scripts (dvc) without an activated venv."""
+    bin_dir = os.path.dirname(sys.executable)
+    os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
 
 
 def _umask() -> int:

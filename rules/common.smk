@@ -5,11 +5,11 @@ import sys
 
 from snakemake.utils import validate
 
+from atvprune.io import put_interpreter_tools_on_path  # noqa: E402
+
 # Shell rules (dvc) must find the tools of the interpreter running Snakemake (the project
 # venv) even when the venv is not activated.
-os.environ.update(
-    PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-)
+put_interpreter_tools_on_path()
 
 validate(config, "../config/schema.yaml")
 
@@ -71,7 +71,7 @@ def ablation_rows():
         elif kind == "policy":
             method = f"abl_{label}"
         else:
-            method = "abl_alpha_" + label.replace(".", "p")
+            method = f"abl_alpha_{label.replace('.', 'p')}"
         rows.append((kind, label, method, spec))
     return rows
 
