@@ -76,18 +76,22 @@ def snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return run(cwd, *SNAKEMAKE, *args, "--configfile", CONFIG)
 
 
-def dvc_workflow(tmp_path_factory) -> Path:
+def dvc_workflow(tmp_path_factory, seed_from: Path | None = None) -> Path:
     """The smoke workflow run once per session in a git + DVC repository `origin`,
     with data and results committed (.dvc pointers in git, content in the remote
-    `<tmp>/atvprune-dvc-store`, which is where the committed `.dvc/config` points)."""
+    `<tmp>/atvprune-dvc-store`, which is where the committed `.dvc/config` points).
+    `seed_from` (the session's smoke run) lends its world and trained model, which are
+    the same bytes for the same config, so the suite trains once."""
     if "origin" not in _RUNS:
-        _RUNS["origin"] = build_origin(tmp_path_factory.mktemp("dvc") / "origin")
+        _RUNS["origin"] = build_origin(
+            tmp_path_factory.mktemp("dvc") / "origin", seed_from
+        )
     return _RUNS["origin"]
 
 
 def build_origin(origin: Path, seed_from: Path | None = None) -> Path:
-    """Create, run and commit the repository. `seed_from` (development only, tests
-    pass None) is a finished smoke workdir whose world and trained model are reused."""
+    """Create, run and commit the repository. `seed_from` is a finished smoke workdir
+    whose world and trained model are reused (DVC still tracks and pushes them)."""
     origin.mkdir(parents=True)
     copy_workflow(origin)
     for name in (".gitignore", ".dvcignore"):
@@ -115,8 +119,8 @@ def build_origin(origin: Path, seed_from: Path | None = None) -> Path:
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory) -> Path:
-    return dvc_workflow(tmp_path_factory)
+def origin(tmp_path_factory, smoke_run) -> Path:
+    return dvc_workflow(tmp_path_factory, seed_from=smoke_run)
 
 
 def tree_digest(root: Path, parts: list[str]) -> dict[str, str]:

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory) -> Path:
-    return dvc_workflow(tmp_path_factory)
+def origin(tmp_path_factory, smoke_run) -> Path:
+    return dvc_workflow(tmp_path_factory, seed_from=smoke_run)
 
 
 @pytest.fixture(scope="module")

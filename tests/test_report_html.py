@@ -117,8 +117,8 @@ class WebDriver:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    origin = dvc_workflow(tmp_path_factory)
+def report(tmp_path_factory, smoke_run) -> Path:
+    origin = dvc_workflow(tmp_path_factory, seed_from=smoke_run)
     run(origin, *SNAKEMAKE, "--report", "results/report.html", "--configfile", CONFIG)
     return origin / "results/report.html"
 

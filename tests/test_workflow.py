@@ -11,7 +11,13 @@ import json
 from pathlib import Path
 
 import yaml
-from workflow_tools import REPO, SNAKEMAKE, copy_workflow, snakemake  # noqa: F401
+from workflow_tools import (  # noqa: F401  (re-exported for the other test modules)
+    REPO,
+    SNAKEMAKE,
+    WORKFLOW_FILES,
+    copy_workflow,
+    snakemake,
+)
 
 
 def read_table(path: Path) -> list[dict]:
