@@ -114,9 +114,8 @@ def generate(
         batch_images = [
             img.convert("RGB") for img in images[start : start + batch_size]
         ]
-        inputs = processor(
-            images=batch_images, text=texts, return_tensors="pt", padding=True
-        )
+        # The adapter applies the lmms-eval wrapper's image settings (Qwen pixel bounds).
+        inputs = adapter.encode_for_generation(processor, batch_images, texts)
         inputs = inputs.to(model.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
         output = model.generate(
