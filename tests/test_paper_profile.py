@@ -5,6 +5,7 @@ calibration draw reproducing the official code's rows."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import json
 import os
@@ -104,6 +105,29 @@ def test_reported_values_only_name_runs_of_the_grid():
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("paper"))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("snakemake_executor_plugin_slurm") is None,
+    reason="snakemake-executor-plugin-slurm missing (requirements-slurm.txt)",
+)
+def test_slurm_workflow_profile_plans_the_paper_grid(workdir):
+    """The cluster command of docs/slurm.md, dry run: a workflow profile, so the local
+    default profile's one-GPU cap does not throttle the cluster."""
+    result = snakemake(
+        workdir,
+        "--workflow-profile",
+        "profiles/slurm",
+        "-n",
+        "results/table1.csv",
+        "--configfile",
+        "config/paper.yaml",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = Counter(
+        b["rule"] for b in _job_blocks(result.stdout + "\n" + result.stderr)
+    )
+    assert counts["prune"] == 60 and counts["evaluate"] == 63
 
 
 def _job_blocks(text: str) -> list[dict]:
