@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -59,17 +58,9 @@ PULLED = ["data/world", "data/models"]
 def clone_of_local_run(local: Path, dest: Path) -> Path:
     """The local run's workflow (same code, same timestamps, so nothing upstream looks
     stale) and its pulled inputs, with the repository's current profiles."""
-    for name in [*WORKFLOW_FILES, *PULLED]:
-        source = local / name
-        if name == "profiles":
-            source = REPO / name
-        if source.is_dir():
-            shutil.copytree(
-                source, dest / name, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        else:
-            shutil.copy2(source, dest / name)
-    return dest
+    local_names = [n for n in [*WORKFLOW_FILES, *PULLED] if n != "profiles"]
+    copy_workflow(dest, root=local, names=local_names)
+    return copy_workflow(dest, names=["profiles"])
 
 
 # Hard limits: a hang (the plugin losing a job) never ends by itself. About 2-3 min is

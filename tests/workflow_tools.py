@@ -21,9 +21,10 @@ WORKFLOW_FILES = [
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def copy_workflow(dest: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        source = REPO / name
+def copy_workflow(dest: Path, root: Path = REPO, names=tuple(WORKFLOW_FILES)) -> Path:
+    """Copy `names` (files or directories, timestamps kept) from `root` into `dest`."""
+    for name in names:
+        source = root / name
         if source.is_dir():
             shutil.copytree(
                 source, dest / name, ignore=shutil.ignore_patterns("__pycache__")
