@@ -114,7 +114,7 @@ def generate(
         batch_images = [
             img.convert("RGB") for img in images[start : start + batch_size]
         ]
-        # The adapter applies the lmms-eval wrapper's image settings (Qwen pixel bounds).
+        # The adapter applies the lmms-eval wrapper's image settings (Qwen pixels).
         inputs = adapter.encode_for_generation(processor, batch_images, texts)
         inputs = inputs.to(model.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(dtype)

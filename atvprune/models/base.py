@@ -97,10 +97,12 @@ class ModelAdapter:
         return AutoProcessor.from_pretrained(path)
 
     def decoder_layers(self, model) -> torch.nn.ModuleList:
-        raise NotImplementedError
+        return self.language_model(model).layers
 
     def language_model(self, model) -> torch.nn.Module:
-        raise NotImplementedError
+        """The decoder; transformers 4.57's LLaVA, LLaVA-NeXT and Qwen-VL classes all
+        nest it as model.model.language_model."""
+        return model.model.language_model
 
     def image_token_mask(self, model, inputs: dict) -> torch.Tensor:
         """(L,) bool for a batch-1 processor output: True where a visual token sits."""
@@ -110,8 +112,9 @@ class ModelAdapter:
         return self.image_mask_from_ids(model.config, input_ids[0])
 
     def image_mask_from_ids(self, config, input_ids: torch.Tensor) -> torch.Tensor:
-        """(L,) bool from one sample's (L,) token ids and the model config."""
-        raise NotImplementedError
+        """(L,) bool from one sample's (L,) token ids and the model config: the image
+        placeholder tokens (families with extra visual tokens override this)."""
+        return input_ids == config.image_token_id
 
     def pool_tensors(self, inputs: dict) -> dict[str, torch.Tensor]:
         """The per-sample tensors a calibration pool stores for a batch-1 encoding."""

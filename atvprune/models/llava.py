@@ -21,15 +21,6 @@ class LlavaAdapter(ModelAdapter):
 
         return LlavaForConditionalGeneration
 
-    def language_model(self, model) -> torch.nn.Module:
-        return model.model.language_model
-
-    def decoder_layers(self, model) -> torch.nn.ModuleList:
-        return self.language_model(model).layers
-
-    def image_mask_from_ids(self, config, input_ids: torch.Tensor) -> torch.Tensor:
-        return input_ids == config.image_token_id
-
     def last_token_attention(self, layer, hidden: torch.Tensor, layer_kwargs: dict):
         """input_layernorm -> q/k projections -> Llama RoPE -> last query row."""
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb

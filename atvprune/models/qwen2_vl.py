@@ -91,15 +91,6 @@ class Qwen2VLAdapter(ModelAdapter):
             chat_template=saved_chat_template(path) or tokenizer.chat_template,
         )
 
-    def language_model(self, model) -> torch.nn.Module:
-        return model.model.language_model
-
-    def decoder_layers(self, model) -> torch.nn.ModuleList:
-        return self.language_model(model).layers
-
-    def image_mask_from_ids(self, config, input_ids: torch.Tensor) -> torch.Tensor:
-        return input_ids == config.image_token_id
-
     def capture_layer_inputs(self, model, inputs: dict) -> CapturedSample:
         sample = super().capture_layer_inputs(model, inputs)
         if not self.true_mrope:
