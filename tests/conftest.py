@@ -1,16 +1,28 @@
-"""Shared fixtures: a tiny random-init LLaVA (real classes) and a calibration pool."""
+"""Shared fixtures: a tiny random-init LLaVA (real classes), a calibration pool, and the
+session's end-to-end runs (tests/background.py)."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-import torch
-from PIL import Image
-from workflow_tools import copy_workflow, snakemake
+import os
 
-from atvprune.calibration import build_pool
-from atvprune.models import get_adapter
-from atvprune.world.tiny_llava import (
+# OpenMP threads waiting at a barrier sleep instead of spinning. The end-to-end runs
+# overlap with each other and with the in-process tests on 2 cores, and a spinning
+# thread steals the core from the thread it waits for: measured here, two concurrent
+# smoke trainings took 4x longer each with the default policy and no longer than one
+# alone with PASSIVE. Only idle threads change; the same model bytes come out. Set
+# before torch (and its OpenMP runtime) is loaded; subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from background import BackgroundRuns, wanted_fixtures  # noqa: E402
+from PIL import Image  # noqa: E402
+from slurm_cluster import slurm_skip_reason  # noqa: E402
+
+from atvprune.calibration import build_pool  # noqa: E402
+from atvprune.models import get_adapter  # noqa: E402
+from atvprune.world.tiny_llava import (  # noqa: E402
     TinyLlavaSpec,
     build_model,
     build_processor,
@@ -87,13 +99,51 @@ def _seeded():
     torch.manual_seed(0)
 
 
+# Fixtures of the runs tests/background.py starts early, and what starts them.
+BACKGROUND_FIXTURES = (
+    "smoke_run",
+    "smoke_run_again",
+    "slurm_failing_run",
+    "slurm_smoke_run",
+)
+SLURM_FIXTURES = ("slurm_cluster", "slurm_failing_run", "slurm_smoke_run")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests that use an end-to-end run go last (in their usual order), so the unit
+    tests run while those runs are still going in the background."""
+    late = [i for i in items if set(BACKGROUND_FIXTURES) & set(i.fixturenames)]
+    early = [i for i in items if i not in late]
+    items[:] = early + late
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background(request, tmp_path_factory):
+    """Starts, when the session starts, the end-to-end runs the selected tests need;
+    kills whatever is still running and stops the SLURM test cluster at the end."""
+    items = request.session.items
+    slurm_usable = bool(wanted_fixtures(items, SLURM_FIXTURES)) and (
+        slurm_skip_reason() is None
+    )
+    runs = BackgroundRuns(
+        tmp_path_factory, wanted_fixtures(items, BACKGROUND_FIXTURES), slurm_usable
+    )
+    try:
+        runs.start_early()
+        yield runs
+    finally:
+        runs.stop()
+
+
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
+def smoke_run(background):
     """The smoke config run once per session (target `all`), shared by every test that
     needs a finished run."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    result = snakemake(
-        workdir, "--cores", "2", "all", "--configfile", "config/smoke.yaml"
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
+    return background.smoke("smoke_run")
+
+
+@pytest.fixture(scope="session")
+def smoke_run_again(background):
+    """A second clean run of the smoke config in its own fresh directory, independent
+    of `smoke_run` (it may run at the same time), for the determinism test."""
+    return background.smoke("smoke_run_again")

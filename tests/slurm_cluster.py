@@ -11,10 +11,15 @@ The SLURM executor plugin strips every SLURM_* variable inside a job before its 
 `srun`, so SLURM_CONF cannot point at the temporary config: /etc/slurm/slurm.conf is
 made a symlink to it for the cluster's lifetime. Hence at most one test cluster per
 machine, and none when a real /etc/slurm/slurm.conf exists (see shared/slurm.md).
+
+Also here: how the tests run the workflow on it (`slurm_argv`) and the two workdirs
+they run (`clone_of_local_run`, `failing_workflow`), shared by tests/test_slurm.py and
+the session's background runs (tests/background.py).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -22,6 +27,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+from workflow_tools import REPO, SNAKEMAKE, WORKFLOW_FILES, copy_workflow
 
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 BINARIES = (
@@ -62,6 +69,15 @@ def skip_reason() -> str | None:
     elif SYSTEM_CONF.exists():
         return f"a real SLURM configuration exists at {SYSTEM_CONF}; not touching it"
     return None
+
+
+def slurm_skip_reason() -> str | None:
+    """Why the SLURM tests cannot run here (no plugin or no test cluster), or None."""
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return "snakemake-executor-plugin-slurm missing (pip install -r " + (
+            "requirements-slurm.txt)"
+        )
+    return skip_reason()
 
 
 def stale_link() -> bool:
@@ -289,3 +305,50 @@ class SlurmCluster:
                 values[-1] = values[-1].rstrip("|").strip()
                 rows.append(dict(zip(fields, values, strict=True)))
         return rows
+
+
+# -- the workflow on the test cluster ---------------------------------------------
+CONFIG = "config/smoke.yaml"
+# Only the test overrides shared/slurm.md found necessary are added to the profile:
+# - `--slurm-status-command squeue`: the test cluster has no accounting daemon, so
+#   `sacct` fails and the plugin would silently lose the job and hang forever;
+# - `--slurm-init-seconds-before-status-checks 6`: the first status poll after 6 s
+#   instead of 40 s (the plugin then adds 10 s per poll that finds nothing finished).
+TEST_OVERRIDES = [
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "6",
+]
+# Inputs a cluster run finds in place after `dvc pull` (seeded from the local run).
+PULLED = ["data/world", "data/models"]
+
+
+def slurm_argv(target: str) -> list[str]:
+    """Snakemake through the project's profiles/slurm, plus the test overrides."""
+    return [
+        *SNAKEMAKE,
+        "--workflow-profile",
+        "profiles/slurm",
+        target,
+        "--configfile",
+        CONFIG,
+        *TEST_OVERRIDES,
+    ]
+
+
+def clone_of_local_run(local: Path, dest: Path) -> Path:
+    """The local run's workflow (same code, same timestamps, so nothing upstream looks
+    stale) and its pulled inputs, with the repository's current profiles."""
+    local_names = [n for n in [*WORKFLOW_FILES, *PULLED] if n != "profiles"]
+    copy_workflow(dest, root=local, names=local_names)
+    return copy_workflow(dest, names=["profiles"])
+
+
+def failing_workflow(dest: Path) -> Path:
+    """The repository's workflow whose first job (the mini world) fails."""
+    copy_workflow(dest, root=REPO)
+    (dest / "scripts/build_world.py").write_text(
+        'raise SystemExit("deliberate failure for the SLURM test")\n'
+    )
+    return dest

@@ -1,8 +1,11 @@
 """DVC round trip and the reviewer path, on the smoke config with DVC tracking on.
 
-One workflow run (a git + DVC repository in a temporary directory, its own local
-remote beside it) is shared by this file, tests/test_provenance.py,
-tests/test_faults.py and tests/test_report_html.py through :func:`dvc_workflow`.
+One repository (git + DVC, its own local remote beside it) is shared by this file,
+tests/test_provenance.py, tests/test_faults.py and tests/test_report_html.py through
+:func:`dvc_workflow`. It is the session's smoke run (a git repository, conftest.py)
+taken further, as a user would: DVC switched on in a second commit and the workflow run
+again, which tracks and pushes every artefact and rebuilds the table with the reported
+values.
 
 - `dvc pull` in a fresh clone restores data, calibration pool, checkpoints and
   evaluation outputs byte-identical; so does deleting them and pulling again.
@@ -24,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 from test_workflow import REPO, SNAKEMAKE, copy_workflow
+from workflow_tools import GIT_IDENTITY, commit_workflow
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +40,7 @@ ENV = {
     # dvc from the interpreter's venv, even when the venv is not activated.
     "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]),
     "DVC_NO_ANALYTICS": "1",
-    "GIT_AUTHOR_NAME": "test",
-    "GIT_AUTHOR_EMAIL": "test@example.org",
-    "GIT_COMMITTER_NAME": "test",
-    "GIT_COMMITTER_EMAIL": "test@example.org",
+    **GIT_IDENTITY,
 }
 # A published value for the smoke grid, so the reported/delta join is exercised.
 REPORTED_CSV = (
@@ -77,11 +78,10 @@ def snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def dvc_workflow(tmp_path_factory, seed_from: Path | None = None) -> Path:
-    """The smoke workflow run once per session in a git + DVC repository `origin`,
-    with data and results committed (.dvc pointers in git, content in the remote
-    `<tmp>/atvprune-dvc-store`, which is where the committed `.dvc/config` points).
-    `seed_from` (the session's smoke run) lends its world and trained model, which are
-    the same bytes for the same config, so the suite trains once."""
+    """The repository `origin`, built once per session: a copy of `seed_from` (the
+    session's smoke run) with DVC switched on and run again, data and results committed
+    (.dvc pointers in git, content in the remote `<tmp>/atvprune-dvc-store`, which is
+    where the committed `.dvc/config` points)."""
     if "origin" not in _RUNS:
         _RUNS["origin"] = build_origin(
             tmp_path_factory.mktemp("dvc") / "origin", seed_from
@@ -90,10 +90,20 @@ def dvc_workflow(tmp_path_factory, seed_from: Path | None = None) -> Path:
 
 
 def build_origin(origin: Path, seed_from: Path | None = None) -> Path:
-    """Create, run and commit the repository. `seed_from` is a finished smoke workdir
-    whose world and trained model are reused (DVC still tracks and pushes them)."""
-    origin.mkdir(parents=True)
-    copy_workflow(origin)
+    """Create, run and commit the repository.
+
+    `seed_from` is a finished smoke run in a git repository (first commit: the
+    workflow). Its whole directory is taken over, timestamps and Snakemake's records
+    kept: the outputs are the same bytes this config gives anywhere (the determinism
+    test checks that), and each evaluation recorded that first commit. Without it the
+    workflow is committed and run here from scratch. Then a second commit switches DVC
+    on (config/smoke_dvc.yaml, .dvc/) and the run tracks, pushes and rebuilds the table
+    (its reported-values parameter changed); a third commits the results."""
+    if seed_from is not None:
+        shutil.copytree(seed_from, origin, symlinks=True)
+    else:
+        origin.mkdir(parents=True)
+        commit_workflow(copy_workflow(origin))
     for name in (".gitignore", ".dvcignore"):
         shutil.copy2(REPO / name, origin / name)
     # report/ holds the texts of `snakemake --report` (copy_workflow may not copy it).
@@ -104,14 +114,10 @@ def build_origin(origin: Path, seed_from: Path | None = None) -> Path:
     config["report"] = {"reported_values": "config/reported_test.csv"}
     (origin / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
     (origin / "config/reported_test.csv").write_text(REPORTED_CSV)
-    run(origin, "git", "init", "-q")
     run(origin, "dvc", "init", "-q")
     shutil.copy2(REPO / ".dvc/config", origin / ".dvc/config")
     run(origin, "git", "add", "-A")
-    run(origin, "git", "commit", "-q", "-m", "workflow")
-    if seed_from is not None:
-        for part in ("data/world", "data/models"):
-            shutil.copytree(seed_from / part, origin / part)
+    run(origin, "git", "commit", "-q", "-m", "DVC on")
     snakemake(origin, "--cores", "2", "all")
     run(origin, "git", "add", "-A")
     run(origin, "git", "commit", "-q", "-m", "results")

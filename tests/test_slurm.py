@@ -1,124 +1,65 @@
 """The workflow on a real (throwaway, single-node) SLURM cluster through the project's
 own profile, profiles/slurm, and the pinned snakemake-executor-plugin-slurm.
 
-Only the test overrides shared/slurm.md found necessary are added to the profile:
-- `--slurm-status-command squeue`: the test cluster has no accounting daemon, so `sacct`
-  fails and the plugin would silently lose the job and hang forever;
-- `--slurm-init-seconds-before-status-checks 6`: the first status poll after 6 s instead
-  of 40 s (the plugin then adds 10 s per poll that finds nothing finished).
+Only the test overrides shared/slurm.md found necessary are added to the profile
+(tests/slurm_cluster.py: `--slurm-status-command squeue`, first status poll after 6 s).
 Snakemake always runs under a hard timeout, so a hang fails the test instead of CI.
 
 The cluster runs the GPU-free smoke config with the trained tiny model and the mini
 world copied in from a local run, as they arrive on a cluster after `dvc pull`: training
 stays out of this test (it is the slowest job and tests/test_workflow.py runs it).
+
+Both runs are started by the session (tests/background.py): the failing one when the
+session starts, the full one as soon as the local smoke run is done. They spend most of
+their time waiting for the plugin's next status poll, so they overlap with other tests;
+each test waits for its run and checks it here.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import subprocess
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import yaml
-
-from tests.slurm_cluster import SlurmCluster, skip_reason
-from tests.test_workflow import SNAKEMAKE, WORKFLOW_FILES, copy_workflow, snakemake
-
-
-def _skip_reason() -> str | None:
-    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
-        return "snakemake-executor-plugin-slurm missing (pip install -r " + (
-            "requirements-slurm.txt)"
-        )
-    return skip_reason()
-
+from background import slurm_result
+from slurm_cluster import slurm_skip_reason
 
 pytestmark = [
     pytest.mark.slurm,
-    pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason())),
+    pytest.mark.skipif(
+        slurm_skip_reason() is not None, reason=str(slurm_skip_reason())
+    ),
 ]
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = "config/smoke.yaml"
-TEST_OVERRIDES = [
-    "--slurm-status-command",
-    "squeue",
-    "--slurm-init-seconds-before-status-checks",
-    "6",
-]
 GPU_RULES = {"prune", "evaluate"}
-# Inputs a cluster run finds in place after `dvc pull` (seeded from the local run).
-PULLED = ["data/world", "data/models"]
-
-
-def clone_of_local_run(local: Path, dest: Path) -> Path:
-    """The local run's workflow (same code, same timestamps, so nothing upstream looks
-    stale) and its pulled inputs, with the repository's current profiles."""
-    local_names = [n for n in [*WORKFLOW_FILES, *PULLED] if n != "profiles"]
-    copy_workflow(dest, root=local, names=local_names)
-    return copy_workflow(dest, names=["profiles"])
-
-
-# Hard limits: a hang (the plugin losing a job) never ends by itself. About 2-3 min is
-# typical for the full run on 2 idle cores; the margin is for a loaded machine.
-TIMEOUT_FULL_RUN = 1200
-TIMEOUT_FAILING_RUN = 300
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory):
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
+def slurm_cluster(background):
+    return background.slurm_cluster()
 
 
-@pytest.fixture(scope="module")
-def local_smoke(request, tmp_path_factory) -> Path:
-    """A finished local run of the smoke config: tests/test_workflow.py's when it is
-    shared through conftest.py, else our own."""
-    try:
-        return request.getfixturevalue("smoke_run")
-    except pytest.FixtureLookupError:
-        pass
-    workdir = copy_workflow(tmp_path_factory.mktemp("local_smoke"))
-    result = snakemake(
-        workdir, "--cores", "2", "results/table1.csv", "--configfile", CONFIG
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
+@pytest.fixture(scope="session")
+def slurm_smoke_run(background, smoke_run, slurm_cluster):
+    """(workdir, result, run ID, seconds) of the smoke config on SLURM, seeded from
+    the local run `smoke_run`."""
+    return finished_slurm_run(background, "slurm_smoke_run")
 
 
-def run_on_slurm(
-    workdir: Path, target: str, timeout: int
-) -> tuple[subprocess.CompletedProcess, str]:
-    """Snakemake through profiles/slurm; returns the result and the SLURM run ID."""
-    argv = [
-        *SNAKEMAKE,
-        "--workflow-profile",
-        "profiles/slurm",
-        target,
-        "--configfile",
-        CONFIG,
-        *TEST_OVERRIDES,
-    ]
-    try:
-        result = subprocess.run(
-            argv, cwd=workdir, capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as error:
-        (workdir / "snakemake-timeout.log").write_bytes(error.stderr or b"")
-        pytest.fail(f"snakemake on SLURM still running after {timeout} s (hang?)")
+@pytest.fixture(scope="session")
+def slurm_failing_run(background, slurm_cluster):
+    """(workdir, result, run ID, seconds) of the workflow whose first job fails."""
+    return finished_slurm_run(background, "slurm_failing_run")
+
+
+def finished_slurm_run(background, name: str):
+    workdir, run = background.slurm_run(name)
+    result = slurm_result(workdir, run)
     log = result.stdout + result.stderr
     run_id = re.search(r"SLURM run ID: (\S+)", log)
     assert run_id, log[-3000:]
-    return result, run_id.group(1)
+    return workdir, result, run_id.group(1), run.elapsed
 
 
 def slurm_rule(comment: str) -> str:
@@ -153,14 +94,12 @@ def job_stats(log: str) -> Counter:
     return Counter({rule: int(count) for rule, count in rows})
 
 
-def test_smoke_run_on_slurm_matches_the_local_run(slurm_cluster, local_smoke, tmp_path):
-    workdir = clone_of_local_run(local_smoke, tmp_path)
+def test_smoke_run_on_slurm_matches_the_local_run(
+    slurm_cluster, smoke_run, slurm_smoke_run
+):
+    workdir, result, run_id, elapsed = slurm_smoke_run
     profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
     group_names = set(profile.get("groups", {}).values())
-
-    started = time.monotonic()
-    result, run_id = run_on_slurm(workdir, "results/table1.csv", TIMEOUT_FULL_RUN)
-    elapsed = time.monotonic() - started
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
 
@@ -190,17 +129,14 @@ def test_smoke_run_on_slurm_matches_the_local_run(slurm_cluster, local_smoke, tm
     assert sorted(p.stem for p in slurm_logs) == sorted(j["jobid"] for j in jobs)
 
     for name in ("results/table1.csv", "results/table1.md"):
-        assert (workdir / name).read_bytes() == (local_smoke / name).read_bytes(), name
+        assert (workdir / name).read_bytes() == (smoke_run / name).read_bytes(), name
     print(f"{len(jobs)} SLURM jobs ({Counter(names)}) in {elapsed:.0f} s")
 
 
-def test_a_failing_job_fails_the_run_cleanly(slurm_cluster, tmp_path):
-    workdir = copy_workflow(tmp_path)
-    # The first job of the DAG (the mini world) fails on the cluster.
-    (workdir / "scripts/build_world.py").write_text(
-        'raise SystemExit("deliberate failure for the SLURM test")\n'
-    )
-    result, run_id = run_on_slurm(workdir, "results/table1.csv", TIMEOUT_FAILING_RUN)
+def test_a_failing_job_fails_the_run_cleanly(slurm_cluster, slurm_failing_run):
+    # The first job of the DAG (the mini world) fails on the cluster
+    # (slurm_cluster.failing_workflow).
+    workdir, result, run_id, _elapsed = slurm_failing_run
     log = result.stdout + result.stderr
     assert result.returncode == 1, log[-3000:]
     assert "Error in rule world" in log, log[-3000:]

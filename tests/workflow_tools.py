@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,13 @@ WORKFLOW_FILES = [
     "report",
 ]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# Commits made by the tests (no global git identity needed).
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.org",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.org",
+}
 
 
 def copy_workflow(dest: Path, root: Path = REPO, names=tuple(WORKFLOW_FILES)) -> Path:
@@ -32,6 +40,19 @@ def copy_workflow(dest: Path, root: Path = REPO, names=tuple(WORKFLOW_FILES)) ->
         else:
             shutil.copy2(source, dest / name)
     return dest
+
+
+def commit_workflow(workdir: Path) -> Path:
+    """Make `workdir` a git repository whose first commit holds its files, as in a
+    clone: the jobs then record that commit in their provenance."""
+    env = {**os.environ, **GIT_IDENTITY}
+    for argv in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "workflow"],
+    ):
+        subprocess.run(argv, cwd=workdir, env=env, check=True, capture_output=True)
+    return workdir
 
 
 def snakemake(
