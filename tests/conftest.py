@@ -7,10 +7,11 @@ import os
 
 # OpenMP threads waiting at a barrier sleep instead of spinning. The end-to-end runs
 # overlap with each other and with the in-process tests on 2 cores, and a spinning
-# thread steals the core from the thread it waits for: measured here, two concurrent
-# smoke trainings took 4x longer each with the default policy and no longer than one
-# alone with PASSIVE. Only idle threads change; the same model bytes come out. Set
-# before torch (and its OpenMP runtime) is loaded; subprocesses inherit it.
+# thread steals the core from the thread it waits for. Measured here on a shortened
+# smoke training beside other work: two at once took 122-138 s each with the default
+# policy and 25 s each with PASSIVE (one alone: 33 s and 15 s). Only idle threads
+# change; the same model bytes come out. Set before torch (and its OpenMP runtime) is
+# loaded; subprocesses inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
