@@ -46,8 +46,10 @@ BINARIES = (
 NODE_CPUS = 16
 NODE_MEMORY_MB = 131072
 FAKE_GPUS = 2
-# squeue forgets finished jobs after MinJobAge; the plugin needs >= 3 poll intervals.
-MIN_JOB_AGE = 600
+# squeue forgets finished jobs after MinJobAge. The plugin needs >= 3 poll intervals;
+# the tests read a run's jobs at any later point of the session (the runs start in the
+# background when it begins), so the records stay for two hours.
+MIN_JOB_AGE = 7200
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
