@@ -1,19 +1,23 @@
 """Semantic checks of a config beyond its JSON schema.
 
 They run when the Snakefile is parsed, so a bad experiment definition fails before any
-job starts, with the offending key named."""
+job starts, with the offending key named. Every Snakemake start (dry runs, each cluster
+job) runs them, so this module imports no torch, transformers or datasets: the names
+and parameters it checks against come from `atvprune.catalog` (tests/
+test_light_imports.py keeps it that way)."""
 
 from __future__ import annotations
 
-from atvprune.engine import SparsityPattern
+from dataclasses import fields
+
+from atvprune.benchmarks import BENCHMARKS
+from atvprune.catalog import MODEL_FAMILIES, TinyLlavaSpec, method_params
+from atvprune.patterns import SparsityPattern
 
 
 def check_config(config: dict) -> None:
-    from atvprune.benchmarks import BENCHMARKS
-    from atvprune.models import ADAPTERS
-
     for name, spec in config["models"].items():
-        if spec["family"] not in ADAPTERS:
+        if spec["family"] not in MODEL_FAMILIES:
             raise ValueError(
                 f"config models.{name}.family: unknown family {spec['family']!r}"
             )
@@ -58,12 +62,10 @@ def _check_patterns(key: str, patterns) -> None:
 
 
 def _check_method(key: str, spec: dict, default_patterns) -> None:
-    from atvprune.pruners import build_pruner
-
     params = {k: v for k, v in spec.items() if k != "sparsities"}
     try:
-        build_pruner(params)
-    except (KeyError, ValueError, TypeError) as error:
+        method_params(params)  # the check pruners.build_pruner runs
+    except KeyError as error:
         raise ValueError(f"config {key}: {error}") from None
     patterns = spec.get("sparsities", default_patterns)
     _check_patterns(f"{key}.sparsities", patterns)
@@ -77,10 +79,6 @@ def _check_method(key: str, spec: dict, default_patterns) -> None:
 
 
 def _check_architecture(name: str, architecture: dict) -> None:
-    from dataclasses import fields
-
-    from atvprune.world.tiny_llava import TinyLlavaSpec
-
     known = {f.name for f in fields(TinyLlavaSpec)}
     unknown = sorted(set(architecture) - known)
     if unknown:

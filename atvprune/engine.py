@@ -24,46 +24,7 @@ import torch
 from tqdm import tqdm
 
 from atvprune.models.base import CapturedSample, ModelAdapter
-
-
-@dataclass(frozen=True)
-class SparsityPattern:
-    """Unstructured `sparsity`, or N:M (prune N of every M consecutive inputs)."""
-
-    sparsity: float
-    prune_n: int = 0
-    prune_m: int = 0
-
-    @classmethod
-    def parse(cls, text: str) -> SparsityPattern:
-        """ "0.5" -> 50 % unstructured; "2:4" -> 2:4 semi-structured (50 %)."""
-        text = str(text).strip()
-        if ":" in text:
-            n_text, _, m_text = text.partition(":")
-            try:
-                n, m = int(n_text), int(m_text)
-            except ValueError:
-                raise ValueError(
-                    f"malformed N:M pattern {text!r}: expected e.g. '2:4'"
-                ) from None
-            if not 0 < n < m:
-                raise ValueError(f"malformed N:M pattern {text!r}: need 0 < N < M")
-            return cls(sparsity=n / m, prune_n=n, prune_m=m)
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(
-                f"malformed sparsity {text!r}: expected a number or N:M"
-            ) from None
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"sparsity {value} is outside [0, 1)")
-        return cls(sparsity=value)
-
-    @property
-    def label(self) -> str:
-        return (
-            f"{self.prune_n}:{self.prune_m}" if self.prune_n else f"{self.sparsity:g}"
-        )
+from atvprune.patterns import SparsityPattern  # noqa: F401 (engine API, re-exported)
 
 
 @dataclass

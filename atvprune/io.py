@@ -1,5 +1,9 @@
 """Small I/O helpers: atomic writes (a half-written output is never taken for a finished
-one), content hashes, deterministic JSON, seeding and provenance."""
+one), content hashes, deterministic JSON, seeding and provenance.
+
+numpy and torch are imported inside the two functions that use them: the Snakefile
+imports this module at every Snakemake start (dry runs, each cluster job), where
+importing torch would cost seconds."""
 
 from __future__ import annotations
 
@@ -16,12 +20,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import torch
-
 
 def set_seed(seed: int, threads: int | None = None) -> None:
     """Seed python, numpy and torch; force deterministic torch kernels."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -130,6 +134,8 @@ def git_commit(cwd: Path | None = None) -> str | None:
 def environment() -> dict:
     """Library versions and numerics flags recorded with every artefact."""
     import datasets
+    import numpy as np
+    import torch
     import transformers
 
     return {

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
@@ -25,6 +25,10 @@ from transformers import (
     LlavaProcessor,
     PreTrainedTokenizerFast,
 )
+
+# The spec is torch-free (the Snakefile's config check reads its fields); the model is
+# built from it here.
+from atvprune.catalog import TinyLlavaSpec
 
 PAD, BOS, EOS, UNK, IMAGE = "<pad>", "<s>", "</s>", "<unk>", "<image>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK, IMAGE]
@@ -48,29 +52,6 @@ CHAT_TEMPLATE = (
 # Same split as tokenizers' `Whitespace` pre-tokenizer: runs of word characters or of
 # punctuation. Used to collect the vocabulary exactly as the tokenizer will see it.
 _WORD_RE = re.compile(r"\w+|[^\w\s]+")
-
-
-@dataclass(frozen=True)
-class TinyLlavaSpec:
-    """Architecture of the mini model (the `model` section of the embedded config)."""
-
-    image_size: int = 48
-    patch_size: int = 8
-    vision_hidden: int = 64
-    vision_layers: int = 2
-    vision_heads: int = 4
-    text_hidden: int = 96
-    text_layers: int = 4
-    text_heads: int = 4
-    text_kv_heads: int = 4
-    text_intermediate: int = 256
-    max_positions: int = 512
-    vision_init_factor: float = 1.0
-    text_init_range: float = 0.02
-
-    @property
-    def num_image_tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
 
 
 def words(text: str) -> list[str]:
