@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from atvprune.io import environment, git_commit, sha256_dir, sha256_file
-from atvprune.report import parse_pattern
+from atvprune.patterns import parse_pattern
 
 FORMAT = "atvprune-provenance/1"
 # Keys every metric JSON must carry for its cell to be traceable.

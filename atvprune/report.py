@@ -49,9 +49,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from atvprune.patterns import DENSE, PatternKey, parse_pattern
+
 PathLike = str | os.PathLike[str]
 
-DENSE = "dense"
 MME_PERCEPTION_METRIC = "mme_perception_score"
 MME_TO_PERCENT_DIVISOR = 20.0  # 0-2000 perception points -> 0-100
 RETENTION_COLUMN = "retention"
@@ -143,55 +144,6 @@ class ReportedValue:
     column: str  # the CSV's benchmark_or_column
     value: float
     source: str
-
-
-@dataclass(frozen=True)
-class PatternKey:
-    """Parsed sparsity pattern: dense, unstructured ratio or N:M.
-
-    N:M follows the Wanda/SparseGPT convention: n of every m weights are pruned,
-    so its sparsity is n / m (2:4 and 4:8 are both 0.5).
-    """
-
-    kind: str  # "dense" | "unstructured" | "nm"
-    ratio: float  # sparsity in [0, 1]
-    n: int = 0
-    m: int = 0
-
-    @property
-    def sort_key(self) -> tuple[int, float, int, int]:
-        """dense < unstructured by ratio ascending < N:M by (M, N) (2:4 < 4:8)."""
-        rank = {"dense": 0, "unstructured": 1, "nm": 2}[self.kind]
-        if self.kind == "nm":
-            return (rank, 0.0, self.m, self.n)
-        return (rank, self.ratio, 0, 0)
-
-
-def parse_pattern(pattern: str) -> PatternKey:
-    """Parse ``"dense"``, an unstructured ratio ``"0.6"`` (0 < s < 1) or ``"2:4"``."""
-    if not isinstance(pattern, str):
-        raise ValueError(f"pattern must be a string, got {pattern!r}")
-    text = pattern.strip()
-    if text == DENSE:
-        return PatternKey("dense", 0.0)
-    if ":" in text:
-        parts = text.split(":")
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            n, m = int(parts[0]), int(parts[1])
-            if 0 < n < m:
-                return PatternKey("nm", n / m, n, m)
-        raise ValueError(f"bad N:M pattern {pattern!r} (want 'N:M' with 0 < N < M)")
-    try:
-        ratio = float(text)
-    except ValueError:
-        raise ValueError(
-            f"bad pattern {pattern!r} (want 'dense', a ratio like '0.6' or 'N:M')"
-        ) from None
-    if not 0.0 < ratio < 1.0:
-        raise ValueError(
-            f"unstructured sparsity pattern must be in (0, 1), got {pattern!r}"
-        )
-    return PatternKey("unstructured", ratio)
 
 
 # ----------------------------------------------------------------------------

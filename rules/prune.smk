@@ -19,6 +19,9 @@ rule prune:
     conda:
         "../envs/torch.yaml"
     threads: JOB_THREADS
+    # Every pruned checkpoint before any evaluation that could wait: a prune job left
+    # for last puts its evaluation, DVC tracking and the table on the critical path.
+    priority: 10
     resources:
         gpu=GPU_PER_JOB,
         mem_mb=64000 if not EMBEDDED else 4000,
