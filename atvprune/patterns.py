@@ -3,8 +3,8 @@ unstructured ratio such as "0.6", or "N:M". Kept free of heavy imports: every
 evaluation job parses patterns (through provenance), the table job too, and the
 Snakefile's config check parses every configured pattern (`SparsityPattern`).
 
-Two parsers with two jobs: `SparsityPattern` is what the pruning engine runs (no
-"dense", a ratio may be 0); `parse_pattern` names and orders patterns in reports."""
+One grammar: `SparsityPattern` is what the pruning engine runs; `parse_pattern` adds
+"dense" for the reports' unpruned row and orders patterns in tables."""
 
 from __future__ import annotations
 
@@ -33,33 +33,6 @@ class PatternKey:
         if self.kind == "nm":
             return (rank, 0.0, self.m, self.n)
         return (rank, self.ratio, 0, 0)
-
-
-def parse_pattern(pattern: str) -> PatternKey:
-    """Parse ``"dense"``, an unstructured ratio ``"0.6"`` (0 < s < 1) or ``"2:4"``."""
-    if not isinstance(pattern, str):
-        raise ValueError(f"pattern must be a string, got {pattern!r}")
-    text = pattern.strip()
-    if text == DENSE:
-        return PatternKey("dense", 0.0)
-    if ":" in text:
-        parts = text.split(":")
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            n, m = int(parts[0]), int(parts[1])
-            if 0 < n < m:
-                return PatternKey("nm", n / m, n, m)
-        raise ValueError(f"bad N:M pattern {pattern!r} (want 'N:M' with 0 < N < M)")
-    try:
-        ratio = float(text)
-    except ValueError:
-        raise ValueError(
-            f"bad pattern {pattern!r} (want 'dense', a ratio like '0.6' or 'N:M')"
-        ) from None
-    if not 0.0 < ratio < 1.0:
-        raise ValueError(
-            f"unstructured sparsity pattern must be in (0, 1), got {pattern!r}"
-        )
-    return PatternKey("unstructured", ratio)
 
 
 @dataclass(frozen=True)
@@ -100,3 +73,24 @@ class SparsityPattern:
         return (
             f"{self.prune_n}:{self.prune_m}" if self.prune_n else f"{self.sparsity:g}"
         )
+
+
+def parse_pattern(pattern: str) -> PatternKey:
+    """Parse ``"dense"``, an unstructured ratio ``"0.6"`` (0 < s < 1) or ``"2:4"``:
+    the engine's grammar (`SparsityPattern`) plus "dense", which names the only 0 % row.
+    """
+    if not isinstance(pattern, str):
+        raise ValueError(f"pattern must be a string, got {pattern!r}")
+    if pattern.strip() == DENSE:
+        return PatternKey("dense", 0.0)
+    try:
+        parsed = SparsityPattern.parse(pattern)
+    except ValueError as error:
+        raise ValueError(f"bad pattern {pattern!r}: {error}") from None
+    if parsed.prune_n:
+        return PatternKey("nm", parsed.sparsity, parsed.prune_n, parsed.prune_m)
+    if parsed.sparsity == 0.0:
+        raise ValueError(
+            f"bad pattern {pattern!r}: 0 % unstructured is the 'dense' row"
+        )
+    return PatternKey("unstructured", parsed.sparsity)
