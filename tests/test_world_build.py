@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import shutil
 from collections import Counter, defaultdict
 
@@ -20,15 +21,19 @@ from atvprune.world.benchmarks import (
     TASK_DATASETS,
     TASKS,
     ask_colour_of_shape,
+    ask_count_all,
     ask_position_of_shape,
     ask_relation,
+    ask_shape_at_cell,
     build_task,
     circular_copies,
     noisy_answers,
     pope_negatives,
     pope_rows,
     pope_statistics,
+    questions_per_scene,
     relation_triples,
+    with_absent_distractors,
 )
 from atvprune.world.build import (
     build_world,
@@ -38,7 +43,14 @@ from atvprune.world.build import (
     dataset_fingerprint,
 )
 from atvprune.world.conversations import conversation_records
-from atvprune.world.scenes import SHAPES, Scene, caption, sample_scene
+from atvprune.world.scenes import (
+    CELLS,
+    COLOURS,
+    SHAPES,
+    Scene,
+    caption,
+    sample_scene,
+)
 
 SMALL = {
     "eval_items": 30,
@@ -134,6 +146,56 @@ def test_relations_use_half_planes_and_need_a_single_target():
         qa = ask_relation(scene, np.random.default_rng(seed))
         if qa.question == "what shape is above the red circle?":
             assert qa.answer == "square"
+
+
+def test_multiple_choice_distractors_are_absent_from_the_scene():
+    scene = Scene(
+        objects=[
+            ("circle", "red", "top left"),
+            ("ring", "blue", "center"),
+            ("square", "red", "bottom"),
+        ]
+    )
+    colour = with_absent_distractors(
+        scene, ask_colour_of_shape(scene, np.random.default_rng(0))
+    )
+    assert set(colour.wrong) == {"green", "yellow", "purple"}  # red, blue are worn
+    shape = with_absent_distractors(
+        scene, ask_shape_at_cell(scene, np.random.default_rng(0))
+    )
+    assert set(shape.wrong) == {"triangle", "cross", "diamond"}
+    position = with_absent_distractors(
+        scene, ask_position_of_shape(scene, np.random.default_rng(0))
+    )
+    assert set(position.wrong) == set(CELLS) - {"top left", "center", "bottom"}
+    assert position.answer not in position.wrong
+    count = ask_count_all(scene, np.random.default_rng(0))
+    assert with_absent_distractors(scene, count) == count  # a count has no absent value
+    assert len(COLOURS) == 5
+
+
+def test_train_split_asks_several_distinct_questions_per_scene():
+    def ask(scene):
+        return ask_shape_at_cell(scene, rng)
+
+    rng = np.random.default_rng(3)
+    pairs = list(
+        itertools.islice(
+            questions_per_scene(rng, "train", "train", ask, lambda q: q.question), 30
+        )
+    )
+    by_scene = defaultdict(list)
+    for scene, qa in pairs:
+        by_scene[caption(scene)].append(qa.question)
+    assert max(len(q) for q in by_scene.values()) == 3
+    assert all(len(set(q)) == len(q) for q in by_scene.values())
+    rng = np.random.default_rng(3)
+    held_out = list(
+        itertools.islice(
+            questions_per_scene(rng, "eval", "test", ask, lambda q: q.question), 10
+        )
+    )
+    assert len({caption(scene) for scene, _ in held_out}) == 10
 
 
 def test_noisy_answers_keep_a_clear_majority():

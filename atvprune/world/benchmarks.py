@@ -18,10 +18,12 @@ when exactly one shape lies in that half-plane. The sign (digit) is not a shape.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -263,6 +265,38 @@ def draw_until(
             return scene, made
 
 
+# The multiple-choice train splits ask several questions about each scene, in a row,
+# so one training sequence (benchmark_examples groups consecutive questions about one
+# image) carries several answers per image. Held-out splits ask one per scene.
+TRAIN_QUESTIONS_PER_SCENE = 3
+
+
+def questions_per_scene(
+    rng: np.random.Generator,
+    pool: str,
+    split: str,
+    ask: Callable[[Scene], T | None],
+    question_of: Callable[[T], str],
+) -> Iterator[tuple[Scene, T]]:
+    """Endless (scene, question) pairs: one per scene, or on the train split up to
+    TRAIN_QUESTIONS_PER_SCENE with distinct question texts (a bounded number of tries,
+    so a scene with fewer distinct questions just gets fewer)."""
+    per_scene = TRAIN_QUESTIONS_PER_SCENE if split == TRAIN_SPLIT else 1
+    while True:
+        scene, first = draw_until(rng, pool, ask)
+        asked = [first]
+        for _ in range(4 * per_scene):
+            if len(asked) == per_scene:
+                break
+            more = ask(scene)
+            if more is not None and all(
+                question_of(more) != question_of(q) for q in asked
+            ):
+                asked.append(more)
+        for question in asked:
+            yield scene, question
+
+
 def image_key(scene: Scene) -> str:
     """A short stable hex id of a scene (equal scenes, equal keys)."""
     return hashlib.sha256(caption(scene).encode("utf-8")).hexdigest()[:16]
@@ -443,6 +477,26 @@ def ask_any(
         if qa is not None:
             return qa
     return None
+
+
+def with_absent_distractors(scene: Scene, qa: QA) -> QA:
+    """The multiple-choice form of a question: every distractor is a value the scene
+    does *not* show (a colour no object wears, a shape that is absent, an empty cell).
+
+    So each option can be checked against the picture on its own, and exactly one
+    option is true of the image. Counting questions keep their nearby numbers: a count
+    has no "absent" value.
+    """
+    if qa.kind == "color":
+        worn = {colour for _, colour, _ in scene.objects}
+        wrong = tuple(c for c in COLOURS if c not in worn)
+    elif qa.kind in ("shape", "presence"):
+        wrong = tuple(s for s in SHAPES if s not in scene.shapes_present())
+    elif qa.kind == "position":
+        wrong = tuple(c for c in CELLS if scene.object_at(c) is None)
+    else:
+        return qa
+    return dataclasses.replace(qa, wrong=wrong)
 
 
 def multiple_choice(
@@ -957,8 +1011,11 @@ def build_scienceqa(
 ) -> dict[str, list[Record]]:
     """Multiple choice (2-5 choices, int answer), hint "" or a context sentence."""
     records = []
-    for _ in range(n):
-        scene, qa = draw_until(rng, pool, lambda s: ask_any(s, rng, _SQA_FAMILIES))
+    questions = questions_per_scene(
+        rng, pool, split, lambda s: ask_any(s, rng, _SQA_FAMILIES), lambda q: q.question
+    )
+    for scene, qa in itertools.islice(questions, n):
+        qa = with_absent_distractors(scene, qa)
         choices, answer = multiple_choice(rng, qa, int(rng.integers(2, 6)))
         if rng.random() < 0.5:
             hint = ""
@@ -1050,6 +1107,7 @@ def build_mmbench(
     index = 0
     while len(rows) < n:
         scene, qa = draw_until(rng, pool, lambda s: _ask_mmbench(s, rng))
+        qa = with_absent_distractors(scene, qa)
         n_options = int(rng.integers(2, 5))
         options, gold = multiple_choice(rng, qa, n_options)
         n_options = len(options)
@@ -1204,10 +1262,16 @@ def build_mmmu(
     subjects = tuple(_MMMU_SUBJECTS)
     per_subject: Counter[str] = Counter()
     records = []
-    for _ in range(n):
+
+    def ask(scene: Scene) -> tuple[str, QA] | None:
         subject = pick(rng, subjects)
-        family, subfield = _MMMU_SUBJECTS[subject]
-        scene, qa = draw_until(rng, pool, lambda s, f=family: f(s, rng))
+        qa = _MMMU_SUBJECTS[subject][0](scene, rng)
+        return None if qa is None else (subject, qa)
+
+    questions = questions_per_scene(rng, pool, split, ask, lambda q: q[1].question)
+    for scene, (subject, qa) in itertools.islice(questions, n):
+        subfield = _MMMU_SUBJECTS[subject][1]
+        qa = with_absent_distractors(scene, qa)
         per_subject[subject] += 1
         question = _MMMU_QUESTIONS[subject].format(subject=qa.subject)
         if rng.random() < P_MMMU_OPEN:
