@@ -22,7 +22,7 @@ def check_config(config: dict) -> None:
                 f"config models.{name}.family: unknown family {spec['family']!r}"
             )
         if spec["source"] == "train":
-            for key in ("architecture", "train"):
+            for key in ("architecture", "train", "stages"):
                 if key not in spec:
                     raise ValueError(
                         f"config models.{name}.{key} is required for source 'train'"

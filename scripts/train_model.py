@@ -1,11 +1,13 @@
 """Rule train_model: build the tiny LLaVA from its config and instruction-tune it on the
-mini world. Output: a `save_pretrained` model + processor and `train_log.json`."""
+mini world, stage by stage. Output: a `save_pretrained` model + processor and
+`train_log.json` (every stage's loss curve)."""
 
 import argparse
 import json
 import time
 from pathlib import Path
 
+from atvprune.benchmarks import BENCHMARKS
 from atvprune.io import atomic_dir, dumps, environment, set_seed
 from atvprune.runlog import log_to
 from atvprune.world.instruct import example_texts, training_examples
@@ -16,24 +18,38 @@ from atvprune.world.tiny_llava import (
     build_tokenizer,
     count_parameters,
 )
-from atvprune.world.train import TrainSettings, focus_settings, train
+from atvprune.world.train import Stage, TrainSettings, stage_settings, train
 from atvprune.world.vision_pretrain import VisionPretrainSettings, pretrain_vision
+
+
+def parse_stages(entries: list[dict]) -> list[Stage]:
+    """Config `stages` entries -> Stage objects; tasks "all" = every benchmark."""
+    stages = []
+    for entry in entries:
+        fields = dict(entry)
+        tasks = fields.pop("tasks")
+        fields["tasks"] = tuple(BENCHMARKS) if tasks == "all" else tuple(tasks)
+        stages.append(Stage(**fields))
+    return stages
 
 
 def main(world_dir: str, out_dir: str, spec: dict, threads: int, log_path=None) -> None:
     with log_to(log_path) as log:
         settings = TrainSettings(**spec["train"])
+        stages = parse_stages(spec["stages"])
         set_seed(settings.seed, threads)
         started = time.perf_counter()
-        examples = training_examples(Path(world_dir))
-        tokenizer = build_tokenizer(example_texts(examples))
+        world = Path(world_dir)
+        # The vocabulary covers every text any stage can see.
+        everything = training_examples(world)
+        tokenizer = build_tokenizer(example_texts(everything))
         arch = TinyLlavaSpec(**spec.get("architecture", {}))
         processor = build_processor(tokenizer, arch)
         model = build_model(tokenizer, arch, seed=settings.seed)
         n_params = count_parameters(model)
         log.info(
             "%d examples, vocabulary %d, %d parameters",
-            len(examples),
+            len(everything),
             len(tokenizer),
             n_params,
         )
@@ -43,29 +59,38 @@ def main(world_dir: str, out_dir: str, spec: dict, threads: int, log_path=None) 
             vision_curve = pretrain_vision(
                 model, processor, vision_settings, log=log.info
             )
-        focus_curve = []
-        if spec.get("focus_stage"):
-            focus = spec["focus_stage"]
-            focus_examples = training_examples(
-                Path(world_dir), tasks=tuple(focus["tasks"]), conversations=False
-            )
-            log.info(
-                "focus stage: %d examples of %s", len(focus_examples), focus["tasks"]
-            )
-            focus_curve = train(
+        stage_records = []
+        # Stages that see the same data reuse its examples, token ids and pixels.
+        examples_of = {(tuple(BENCHMARKS), 1, True): everything}
+        cache: dict = {}
+        for index, stage in enumerate(stages):
+            key = (stage.tasks, stage.max_turns_per_image, stage.conversations)
+            if key not in examples_of:
+                examples_of[key] = training_examples(
+                    world,
+                    tasks=stage.tasks,
+                    max_turns_per_image=stage.max_turns_per_image,
+                    conversations=stage.conversations,
+                )
+            examples = examples_of[key]
+            log.info("stage %r: %d examples", stage.name, len(examples))
+            model.train()
+            curve = train(
                 model,
                 processor,
-                focus_examples,
-                focus_settings(settings, focus["steps"]),
+                examples,
+                stage_settings(settings, stage, index),
                 log=log.info,
+                cache=cache,
             )
-            model.train()
-        curve = train(model, processor, examples, settings, log=log.info)
+            stage_records.append(
+                {"name": stage.name, "n_examples": len(examples), "loss_curve": curve}
+            )
         with atomic_dir(Path(out_dir)) as tmp:
             model.save_pretrained(tmp)
             processor.save_pretrained(tmp)
             record = {
-                "n_examples": len(examples),
+                "n_examples": len(everything),
                 "vocabulary": len(tokenizer),
                 "n_parameters": n_params,
                 "n_language_model_parameters": count_parameters(
@@ -73,11 +98,10 @@ def main(world_dir: str, out_dir: str, spec: dict, threads: int, log_path=None) 
                 ),
                 "architecture": json.loads(json.dumps(arch.__dict__)),
                 "train": spec["train"],
+                "stages": spec["stages"],
                 "vision_pretrain": spec.get("vision_pretrain"),
                 "vision_pretrain_curve": vision_curve,
-                "focus_stage": spec.get("focus_stage"),
-                "focus_stage_curve": focus_curve,
-                "loss_curve": curve,
+                "stage_curves": stage_records,
                 "wall_time_s": round(time.perf_counter() - started, 1),
                 "environment": environment(),
             }

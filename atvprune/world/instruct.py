@@ -43,7 +43,7 @@ def benchmark_examples(
 ) -> list[Example]:
     """A benchmark's train split as conversations: consecutive questions about the same
     image (POPE asks up to 18, MME 2, MMBench's circular copies 2-4) share one sequence,
-    up to `max_turns_per_image` QA pairs, so the 36 image tokens are paid for once."""
+    up to `max_turns_per_image` QA pairs, so the image tokens are paid for once."""
     bench = BENCHMARKS[task]
     docs = load_local_split(bench, Path(world_dir) / task, "train")
     examples: list[Example] = []

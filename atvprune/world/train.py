@@ -33,7 +33,6 @@ class Example:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    steps: int
     batch_size: int
     learning_rate: float
     warmup_steps: int
@@ -41,6 +40,7 @@ class TrainSettings:
     weight_decay: float
     grad_clip: float
     seed: int
+    steps: int = 0  # set per stage (stage_settings)
     # The vision tower and projector start from random weights (no CLIP pre-training
     # here), so they get a larger step than the decoder to learn to see in minutes.
     vision_lr_scale: float = 1.0
@@ -49,11 +49,42 @@ class TrainSettings:
     freeze_vision_tower: bool = False
 
 
-def focus_settings(settings: TrainSettings, steps: int) -> TrainSettings:
-    """The focus stage: same optimiser settings, `steps` long, constant learning rate
-    after the warm-up (the main stage's cosine decay follows it), its own data order."""
+@dataclass(frozen=True)
+class Stage:
+    """One instruction-tuning stage: which train splits it sees, for how long, and how.
+
+    ``tasks`` are benchmark train splits; ``conversations`` adds the ShareGPT4V-like
+    caption + QA conversations. ``max_turns_per_image`` packs consecutive questions
+    about one image into one sequence. ``schedule`` is "cosine" (warm-up, then decay to
+    ``min_lr_ratio`` of the peak) or "constant" (warm-up, then the peak).
+    ``learning_rate`` overrides the peak of the shared settings.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    steps: int
+    conversations: bool = False
+    max_turns_per_image: int = 1
+    schedule: str = "cosine"
+    learning_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(
+                f"stage {self.name!r}: schedule must be 'cosine' or 'constant', "
+                f"got {self.schedule!r}"
+            )
+
+
+def stage_settings(settings: TrainSettings, stage: Stage, index: int) -> TrainSettings:
+    """The shared optimiser settings specialised to one stage; stage ``index`` gets its
+    own data order (seed + index)."""
     return dataclasses.replace(
-        settings, steps=steps, min_lr_ratio=1.0, seed=settings.seed + 1
+        settings,
+        steps=stage.steps,
+        learning_rate=stage.learning_rate or settings.learning_rate,
+        min_lr_ratio=1.0 if stage.schedule == "constant" else settings.min_lr_ratio,
+        seed=settings.seed + index,
     )
 
 
@@ -122,16 +153,22 @@ def train(
     examples: Sequence[Example],
     settings: TrainSettings,
     log: Callable[[str], None] = print,
+    cache: dict | None = None,
 ) -> list[dict]:
-    """Train in place; returns the loss curve (one record per logged step)."""
+    """Train in place; returns the loss curve (one record per logged step).
+
+    ``cache`` (a dict the caller keeps across stages) holds token ids per conversation
+    and pixel tensors per image, so later stages do not encode the same data again.
+    """
     torch.manual_seed(settings.seed)
-    encoded = [encode_example(processor, ex) for ex in examples]
-    pixels = torch.cat(
-        [
-            pixel_batch(processor, [ex.image for ex in examples[i : i + 512]])
-            for i in range(0, len(examples), 512)
-        ]
-    )
+    cache = {} if cache is None else cache
+    encoded = []
+    for ex in examples:
+        key = ("text", ex.turns)
+        if key not in cache:
+            cache[key] = encode_example(processor, ex)
+        encoded.append(cache[key])
+    pixels = _cached_pixels(processor, [ex.image for ex in examples], cache)
     pad_id = processor.tokenizer.pad_token_id
     generator = torch.Generator().manual_seed(settings.seed)
     if settings.freeze_vision_tower:
@@ -149,18 +186,16 @@ def train(
         betas=(0.9, 0.98),
     )
     model.train()
-    order = torch.randperm(len(encoded), generator=generator)
-    cursor = 0
+    lengths = [len(ids) for ids, _ in encoded]
+    batches: list[list[int]] = []
     curve = []
     started = time.perf_counter()
     running = None
     progress = tqdm(range(settings.steps), desc="train", unit="step", mininterval=5)
     for step in progress:
-        if cursor + settings.batch_size > len(order):
-            order = torch.randperm(len(encoded), generator=generator)
-            cursor = 0
-        index = order[cursor : cursor + settings.batch_size].tolist()
-        cursor += settings.batch_size
+        if not batches:
+            batches = length_grouped_batches(lengths, settings.batch_size, generator)
+        index = batches.pop()
         input_ids, labels, attention = _collate([encoded[i] for i in index], pad_id)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, settings) * group["lr_scale"]
@@ -190,6 +225,51 @@ def train(
     model.eval()
     log(f"trained {settings.steps} steps in {time.perf_counter() - started:.1f}s")
     return curve
+
+
+def _cached_pixels(
+    processor, images: Sequence[Image.Image], cache: dict
+) -> torch.Tensor:
+    keys = [("pixels", image.tobytes()) for image in images]
+    missing = {
+        key: image for key, image in zip(keys, images, strict=True) if key not in cache
+    }
+    todo = list(missing.items())
+    for start in range(0, len(todo), 512):
+        chunk = todo[start : start + 512]
+        values = pixel_batch(processor, [image for _, image in chunk])
+        for (key, _), value in zip(chunk, values, strict=True):
+            cache[key] = value
+    return torch.stack([cache[key] for key in keys])
+
+
+def length_grouped_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    generator: torch.Generator,
+    batches_per_group: int = 16,
+) -> list[list[int]]:
+    """One epoch of batches of similar-length examples (what LLaVA's trainer does with
+    ``group_by_length``): shuffle, cut into groups of ``batches_per_group`` batches,
+    sort each group by length, cut it into batches, shuffle the batch order. The last
+    incomplete batch is dropped. Padding to the longest sequence of a batch then costs
+    little (measured on the mixture with three questions per image: padded length /
+    mean length 2.29 with random batches)."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    group = batch_size * batches_per_group
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start : start + group], key=lambda i: -lengths[i])
+        batches += [
+            chunk[i : i + batch_size]
+            for i in range(0, len(chunk) - batch_size + 1, batch_size)
+        ]
+    if not batches:
+        raise ValueError(
+            f"{len(lengths)} training examples cannot fill one batch of {batch_size}"
+        )
+    shuffled = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffled]
 
 
 def _is_vision(name: str) -> bool:
