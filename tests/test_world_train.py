@@ -79,6 +79,12 @@ def test_length_grouped_batches_sort_within_groups_and_drop_the_rest():
         length_grouped_batches([1, 2, 3], 4, generator)
 
 
+def test_training_without_a_stage_length_is_refused(tiny_llava):
+    model, processor, _ = tiny_llava
+    with pytest.raises(ValueError, match="train needs steps >= 1, got 0"):
+        train(model, processor, [], SETTINGS, log=lambda _: None)
+
+
 def test_the_stage_cache_does_not_change_training(tiny_llava):
     model, processor, _ = tiny_llava
     examples = [

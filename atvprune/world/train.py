@@ -160,6 +160,12 @@ def train(
     ``cache`` (a dict the caller keeps across stages) holds token ids per conversation
     and pixel tensors per image, so later stages do not encode the same data again.
     """
+    if settings.steps < 1:
+        # TrainSettings from the config's `train` section carry no steps; each stage
+        # sets them (stage_settings). Never train zero steps silently.
+        raise ValueError(
+            f"train needs steps >= 1, got {settings.steps}; use stage_settings()"
+        )
     torch.manual_seed(settings.seed)
     cache = {} if cache is None else cache
     encoded = []
